@@ -1,0 +1,1 @@
+"""The ``pnrelight`` command line: translates arguments into pnrelight core calls."""

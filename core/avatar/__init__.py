@@ -1,0 +1,1 @@
+"""Portrait avatars from one photo (PN-Relighting appearance path)."""

@@ -1,0 +1,1 @@
+"""File formats (torch-free): .lp light files, MLIC folders, RTI model folders."""

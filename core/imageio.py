@@ -1,0 +1,215 @@
+"""Image reading and writing as float32 arrays in [0, 1] (linear EXR values are kept as is).
+
+8-bit and 16-bit PNG/TIFF/JPEG go through Pillow (tifffile for 16-bit RGB TIFF),
+EXR through the ``OpenEXR`` module, imported only when an EXR is touched.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+EXR_SUFFIXES = {".exr"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".bmp", ".hdr"}
+
+
+def read_image(path: str | os.PathLike, *, exif_transpose: bool = False) -> np.ndarray:
+    """Read an image as float32.
+
+    Returns
+    -------
+    image : (H, W, 3) float32 for colour inputs, (H, W) for single-channel ones.
+        Integer formats are scaled to [0, 1]; EXR/HDR values are returned unchanged.
+        An alpha channel is dropped (use :func:`read_image_rgba` to keep it).
+    """
+    img = read_image_rgba(path, exif_transpose=exif_transpose)
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[..., :3]
+    if img.ndim == 3 and img.shape[2] == 2:
+        img = img[..., 0]
+    return img
+
+
+def read_image_rgba(path: str | os.PathLike, *, exif_transpose: bool = False) -> np.ndarray:
+    """Like :func:`read_image` but keeps alpha: (H, W), (H, W, 3) or (H, W, 4) float32."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image not found: {path} (check the path)")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in EXR_SUFFIXES:
+            return read_exr(path)
+        if suffix == ".hdr":
+            return _read_radiance_hdr(path)
+        if suffix in {".tif", ".tiff"}:
+            arr = _read_tiff(path)
+            if arr is not None:
+                return arr
+        return _read_pillow(path, exif_transpose)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is bad input
+        raise InputError(f"cannot read image {path}: {exc} (is it a valid image file?)") from None
+
+
+def _to_float(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / 65535.0
+    if arr.dtype in (np.int32, np.uint32):
+        return (arr.astype(np.float64) / 65535.0).astype(np.float32)
+    if arr.dtype == bool:
+        return arr.astype(np.float32)
+    return arr.astype(np.float32)
+
+
+def _read_pillow(path: Path, exif_transpose: bool) -> np.ndarray:
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        if exif_transpose:
+            im = ImageOps.exif_transpose(im)
+        mode = im.mode
+        if mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(im).astype(np.uint16) if mode != "I" else np.asarray(im)
+            if mode == "I":
+                arr = np.clip(arr, 0, 65535).astype(np.uint16)
+            return _to_float(arr)
+        if mode == "F":
+            return np.asarray(im, dtype=np.float32)
+        if mode in ("1", "L"):
+            return _to_float(np.asarray(im.convert("L")))
+        if mode == "LA":
+            return _to_float(np.asarray(im))
+        if mode in ("RGBA", "PA", "P") and ("transparency" in im.info or mode != "P"):
+            return _to_float(np.asarray(im.convert("RGBA")))
+        return _to_float(np.asarray(im.convert("RGB")))
+
+
+def _read_tiff(path: Path) -> np.ndarray | None:
+    try:
+        import tifffile
+    except ImportError:
+        return None
+    arr = tifffile.imread(path)
+    if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[2] not in (3, 4):
+        arr = np.moveaxis(arr, 0, -1)
+    return _to_float(arr)
+
+
+def read_exr(path: str | os.PathLike) -> np.ndarray:
+    """Read an EXR's RGB(A) (or single Y) channels as float32 (H, W, C)."""
+    import OpenEXR
+
+    with OpenEXR.File(str(path)) as f:
+        channels = f.channels()
+        if "RGB" in channels or "RGBA" in channels:
+            key = "RGBA" if "RGBA" in channels else "RGB"
+            return np.asarray(channels[key].pixels, dtype=np.float32)
+        names = list(channels)
+        by_name = {n.split(".")[-1]: n for n in names}
+        if all(c in by_name for c in "RGB"):
+            planes = [np.asarray(channels[by_name[c]].pixels, dtype=np.float32) for c in "RGB"]
+            if "A" in by_name:
+                planes.append(np.asarray(channels[by_name["A"]].pixels, dtype=np.float32))
+            return np.stack(planes, axis=-1)
+        first = np.asarray(channels[names[0]].pixels, dtype=np.float32)
+        return first
+
+
+def _read_radiance_hdr(path: Path) -> np.ndarray:
+    import cv2  # Radiance .hdr is the one format we leave to OpenCV
+
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise InputError(f"cannot read HDR image {path} (is it a Radiance .hdr file?)")
+    return np.ascontiguousarray(arr[..., ::-1]).astype(np.float32)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Round [0, 1] floats to uint8 with clipping."""
+    return np.clip(np.rint(np.asarray(image, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def to_uint16(image: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(np.asarray(image, dtype=np.float64) * 65535.0), 0, 65535).astype(np.uint16)
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, *, bits: int = 8, quality: int = 95) -> Path:
+    """Write (H, W), (H, W, 3) or (H, W, 4) floats in [0, 1] as PNG/JPEG/TIFF (8 or 16 bit) or EXR.
+
+    The file appears atomically (temporary name, then rename).
+    """
+    from .atomic import atomic_output_file
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    with atomic_output_file(path) as tmp:
+        if suffix in EXR_SUFFIXES:
+            write_exr(tmp, image)
+        else:
+            _write_pillow(tmp, image, bits=bits, quality=quality, suffix=suffix)
+    return path
+
+
+def _write_pillow(path: Path, image: np.ndarray, *, bits: int, quality: int, suffix: str) -> None:
+    from PIL import Image
+
+    image = np.asarray(image)
+    if bits == 16:
+        if suffix in {".tif", ".tiff"}:
+            import tifffile
+
+            tifffile.imwrite(path, to_uint16(image))
+            return
+        if suffix != ".png":
+            raise ValueError("16-bit output needs .png or .tif")
+        if image.ndim == 2:
+            Image.fromarray(to_uint16(image)).save(path, format="PNG")
+            return
+        _write_png16_rgb(path, to_uint16(image))
+        return
+    arr = image if image.dtype == np.uint8 else to_uint8(image)
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}.get(suffix)
+    if fmt is None:
+        raise ValueError(f"unsupported image suffix {suffix}")
+    kwargs = {"quality": quality, "subsampling": 0} if fmt == "JPEG" else {}
+    Image.fromarray(arr).save(path, format=fmt, **kwargs)
+
+
+def _write_png16_rgb(path: Path, arr: np.ndarray) -> None:
+    """Pillow cannot write 16-bit RGB PNG; write it with zlib directly."""
+    import struct
+    import zlib
+
+    h, w, c = arr.shape
+    color_type = {3: 2, 4: 6}[c]
+    raw = arr.astype(">u2").reshape(h, w * c)
+    rows = b"".join(b"\x00" + row.tobytes() for row in raw)
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 6)) + chunk(b"IEND", b""))
+
+
+def write_exr(path: str | os.PathLike, image: np.ndarray, channels: dict[str, np.ndarray] | None = None) -> None:
+    """Write float32 RGB(A) (or extra named single channels) to an EXR."""
+    import OpenEXR
+
+    image = np.ascontiguousarray(np.asarray(image, dtype=np.float32))
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    if image.ndim == 2:
+        chans = {"Y": image}
+    else:
+        chans = {"RGBA" if image.shape[2] == 4 else "RGB": image}
+    if channels:
+        chans.update({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in channels.items()})
+    with OpenEXR.File(header, chans) as f:
+        f.write(str(path))

@@ -1,0 +1,1 @@
+"""Reflectance transformation imaging: PTM, HSH, NeuralRTI teacher and DisK student."""
