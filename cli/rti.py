@@ -1,0 +1,231 @@
+"""``pnrelight rti``: fit, distill, relight and evaluate RTI models."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pnrelight.errors import InputError
+from pnrelight.progress import progress
+
+
+def register(sub) -> None:
+    rti = sub.add_parser("rti", help="reflectance transformation imaging: PTM, HSH, NeuralRTI, DisK student",
+                         description="Fit, distill, relight and evaluate RTI models of multi-light image collections.")
+    rsub = rti.add_subparsers(dest="rti_command", metavar="ACTION", parser_class=sub._parser_class)
+    rsub.required = True
+
+    fit = rsub.add_parser("fit", help="fit a model to an MLIC folder (images + .lp file)",
+                          description="Fit PTM, LRGB-PTM, HSH or a NeuralRTI teacher to an MLIC folder and write a model folder.")
+    fit.add_argument("mlic", type=Path, help="folder with the images, one .lp light file and optional mask.png")
+    fit.add_argument("--basis", choices=["ptm", "lptm", "hsh", "lhsh", "neural"], required=True)
+    fit.add_argument("--terms", type=int, choices=[4, 9, 16], help="HSH terms (default 9)")
+    fit.add_argument("--holdout", type=int, metavar="K", help="keep every K-th light out of training and report PSNR/SSIM on them")
+    fit.add_argument("--epochs", type=int, help="neural: training epochs (default: the trainer's)")
+    fit.add_argument("--hidden", type=_widths, default=None, help="neural: decoder hidden widths, e.g. 50,50")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--quality", type=int, default=95, help="JPEG quality of the coefficient planes")
+    fit.add_argument("-o", "--output", type=Path, required=True, help="model folder to write")
+    fit.set_defaults(handler=cmd_fit)
+
+    dis = rsub.add_parser("distill", help="distill a NeuralRTI teacher into a small student decoder (DisK-NeuralRTI)",
+                          description="Train a student (own encoder, small decoder) with alpha*MSE(ground truth) + (1-alpha)*MSE(teacher).")
+    dis.add_argument("teacher", type=Path, help="teacher model folder (from 'rti fit --basis neural')")
+    dis.add_argument("mlic", type=Path, help="the MLIC folder the teacher was trained on")
+    dis.add_argument("--hidden", type=_widths, default=(20, 20), help="student decoder hidden widths (default 20,20)")
+    dis.add_argument("--alpha", type=float, default=0.3, help="weight of the ground-truth loss (default 0.3)")
+    dis.add_argument("--epochs", type=int)
+    dis.add_argument("--holdout", type=int, metavar="K", help="keep every K-th light out (use the teacher's K)")
+    dis.add_argument("--seed", type=int, default=0)
+    dis.add_argument("--quality", type=int, default=95)
+    dis.add_argument("-o", "--output", type=Path, required=True)
+    dis.set_defaults(handler=cmd_distill)
+
+    rel = rsub.add_parser("relight", help="render a model under new light directions",
+                          description="Relight a model folder: one PNG for --light, a folder of PNGs for --lights.")
+    rel.add_argument("model", type=Path, help="model folder (info.json + planes)")
+    grp = rel.add_mutually_exclusive_group(required=True)
+    grp.add_argument("--light", type=float, nargs="+", metavar="L", help="LX LY [LZ] (LZ completed to a unit vector when omitted)")
+    grp.add_argument("--lights", type=Path, metavar="FILE.lp", help="an .lp file of light directions")
+    rel.add_argument("--planes", action="store_true", help="use the 8-bit planes (what a web viewer sees) instead of exact coefficients")
+    rel.add_argument("-o", "--output", type=Path, required=True, help="PNG file (--light) or folder (--lights)")
+    rel.set_defaults(handler=cmd_relight)
+
+    ev = rsub.add_parser("eval", help="PSNR/SSIM of a model against held-out images",
+                         description="Relight the model under each light of TEST_DIR and compare (inside the mask when there is one).")
+    ev.add_argument("model", type=Path)
+    ev.add_argument("test", type=Path, help="MLIC folder of held-out images with their .lp file")
+    ev.add_argument("--json", type=Path, help="write {'mean': {...}, 'lights': [...]} here")
+    ev.set_defaults(handler=cmd_eval)
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of widths like 20,20") from None
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError("hidden widths must be positive integers, e.g. 20,20")
+    return widths
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def split_holdout(mlic, k: int | None):
+    """(train, heldout or None): every k-th light (1-based k, k, 2k, ...) is held out."""
+    if not k:
+        return mlic, None
+    if k < 2:
+        raise InputError(f"--holdout {k} would hold out every light (use K >= 2)")
+    from pnrelight.formats.mlic import MLIC
+
+    idx = np.arange(len(mlic.names))
+    out = idx % k == k - 1
+    def take(sel):
+        return MLIC(images=mlic.images[sel], directions=mlic.directions[sel], names=[mlic.names[i] for i in idx[sel]], mask=mlic.mask, folder=mlic.folder)
+    return take(~out), take(out)
+
+
+def _load_mlic(folder: Path, min_lights: int = 1):
+    from pnrelight.formats.mlic import load_mlic
+
+    return load_mlic(folder, min_lights=min_lights, progress=progress)
+
+
+def _save_with_preview(model, output: Path, quality: int) -> None:
+    from pnrelight.formats.rti_folder import save_model
+    from pnrelight.imageio import write_image
+    from pnrelight.rti.preview import preview_strip
+
+    save_model(model, output, quality=quality, extra_files={"preview.png": lambda p: write_image(p, preview_strip(model))})
+
+
+def _report_holdout(model, heldout) -> None:
+    if heldout is None:
+        return
+    from pnrelight.rti.evaluate import evaluate, format_table
+
+    report = evaluate(model, heldout, progress=progress)
+    model.meta["holdout"] = report
+    print(format_table(report, f"held-out lights ({len(heldout.names)}):"))
+
+
+def _min_lights(basis: str, terms: int | None) -> int:
+    return {"ptm": 6, "lptm": 6}.get(basis, terms or 9) if basis != "neural" else 2
+
+
+# ----------------------------------------------------------------------------- commands
+
+def cmd_fit(args) -> int:
+    basis = args.basis
+    if basis in ("ptm", "lptm") and args.terms not in (None, 6):
+        raise InputError("PTM has 6 terms per channel; drop --terms for ptm/lptm")
+    mlic = _load_mlic(args.mlic)
+    train, heldout = split_holdout(mlic, args.holdout)
+    need = _min_lights(basis, args.terms)
+    if len(train.names) < need:
+        raise InputError(f"{len(train.names)} training lights are fewer than the {need} that {basis} needs (capture more lights, lower --terms or --holdout)")
+    start = time.perf_counter()
+    if basis == "neural":
+        from pnrelight.rti import neural
+
+        kwargs = {"seed": args.seed, "progress": progress}
+        if args.epochs:
+            kwargs["epochs"] = args.epochs
+        if args.hidden:
+            kwargs["hidden"] = args.hidden
+        model, record = neural.train_teacher(train, **kwargs)
+        model.meta.update({"role": "teacher", "training": record})
+    else:
+        from pnrelight.rti.fit import fit_linear
+
+        kind = basis.lstrip("l") if basis.startswith("l") else basis
+        colorspace = "lrgb" if basis.startswith("l") else "rgb"
+        model = fit_linear(train, kind, args.terms if kind == "hsh" else None, colorspace)
+    model.meta.update({"seed": args.seed, "fit_seconds": round(time.perf_counter() - start, 3), "source": str(args.mlic),
+                       "holdout_every": args.holdout, "train_lights": train.names})
+    _report_holdout(model, heldout)
+    _save_with_preview(model, args.output, args.quality)
+    print(f"wrote {model.label} model to {args.output} ({model.meta['fit_seconds']:.1f} s)")
+    return 0
+
+
+def cmd_distill(args) -> int:
+    from pnrelight.formats.rti_folder import load_model
+    from pnrelight.rti import neural
+
+    if not 0.0 <= args.alpha <= 1.0:
+        raise InputError(f"--alpha {args.alpha} is outside [0, 1]")
+    teacher = load_model(args.teacher)
+    if teacher.kind != "neural":
+        raise InputError(f"{args.teacher} is a {teacher.kind} model; distillation needs a neural teacher (fit one with --basis neural)")
+    mlic = _load_mlic(args.mlic)
+    if mlic.shape != teacher.shape:
+        raise InputError(f"{args.mlic} images are {mlic.shape[1]}x{mlic.shape[0]} but the teacher is {teacher.shape[1]}x{teacher.shape[0]} (use the teacher's MLIC)")
+    holdout = args.holdout if args.holdout is not None else teacher.meta.get("holdout_every")
+    train, heldout = split_holdout(mlic, holdout)
+    kwargs = {"hidden": args.hidden, "alpha": args.alpha, "seed": args.seed, "progress": progress}
+    if args.epochs:
+        kwargs["epochs"] = args.epochs
+    start = time.perf_counter()
+    student, record = neural.distill_student(teacher, train, **kwargs)
+    student.meta.update({"role": "student", "training": record, "teacher": str(args.teacher), "alpha": args.alpha,
+                         "seed": args.seed, "fit_seconds": round(time.perf_counter() - start, 3), "holdout_every": holdout})
+    _report_holdout(student, heldout)
+    _save_with_preview(student, args.output, args.quality)
+    from pnrelight.rti.mlp import decoder_parameters
+
+    print(f"wrote {student.label} student to {args.output}: decoder {decoder_parameters(student.layers)} parameters "
+          f"vs teacher {decoder_parameters(teacher.layers)}")
+    return 0
+
+
+def cmd_relight(args) -> int:
+    from pnrelight.atomic import atomic_output_dir
+    from pnrelight.formats.rti_folder import load_model
+    from pnrelight.imageio import write_image
+    from pnrelight.lights import direction_from_xy, normalize_directions
+    from pnrelight.rti.model import relight
+
+    model = load_model(args.model, source="planes" if args.planes else "auto")
+    if args.light is not None:
+        if len(args.light) not in (2, 3):
+            raise InputError("--light takes LX LY or LX LY LZ")
+        light = direction_from_xy(*args.light) if len(args.light) == 2 else normalize_directions(np.array(args.light))[0]
+        if args.output.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr"):
+            raise InputError(f"output {args.output} needs an image suffix such as .png")
+        write_image(args.output, relight(model, light, clip=args.output.suffix.lower() != ".exr"))
+        print(f"wrote {args.output}")
+        return 0
+    from pnrelight.formats.lp import read_lp, write_lp
+
+    lp = read_lp(args.lights)
+    with atomic_output_dir(args.output) as tmp:
+        names = []
+        for i, d in enumerate(progress(lp.directions, total=len(lp.directions), desc="relighting")):
+            name = f"{Path(lp.names[i]).stem}.png"
+            write_image(tmp / name, relight(model, d))
+            names.append(name)
+        write_lp(tmp / "dirs.lp", names, lp.directions)
+    print(f"wrote {len(names)} images to {args.output}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from pnrelight.formats.rti_folder import load_model
+    from pnrelight.rti.evaluate import evaluate, format_table
+
+    model = load_model(args.model)
+    test = _load_mlic(args.test)
+    report = evaluate(model, test, progress=progress)
+    print(format_table(report, f"{model.label} on {args.test}:"))
+    if args.json:
+        from pnrelight.atomic import atomic_output_file
+
+        with atomic_output_file(args.json) as tmp:
+            tmp.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    return 0

@@ -1,0 +1,279 @@
+"""RTI model folders: ``info.json`` + coefficient planes, three coefficients per 8-bit JPEG.
+
+Written so that the folders load unchanged in the OpenLIME web viewer and in
+cnr-isti-vclab/relight, and read back folders written by relight (ptm, hsh) and by the
+NeuralRTI exporters. See docs/model_folder.md for the full description.
+
+* ptm / hsh (relight layout): planes ``plane_0.jpg`` .. ``plane_{J-1}.jpg``; ``materials[0]``
+  holds per-plane ``scale`` and ``bias`` with coefficient = (byte/255 - bias) · scale.
+* neural (OpenLIME layout): latent planes ``plane_1.jpg`` .. ``plane_3.jpg`` (9 coefficients),
+  per-plane ``min``/``max`` (coefficient = byte/255 · (max - min) + min), decoder
+  ``weights``/``biases`` as flat [out][in] lists with widths padded to multiples of 4,
+  ``samples`` = padded hidden width, ``planes`` = 9.
+* ``coefficients.npy`` (ours): the exact float32 coefficients, for lossless round trips.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..imageio import read_image, to_uint8, write_image
+from ..rti.model import RTIModel, check_model
+
+EXACT_FILE = "coefficients.npy"
+MASK_FILE = "mask.png"
+JPEG_QUALITY = 95
+
+
+def _pad4(n: int) -> int:
+    return (n + 3) // 4 * 4
+
+
+# ----------------------------------------------------------------------------- writing
+
+def save_model(model: RTIModel, folder: str | os.PathLike, *, quality: int = JPEG_QUALITY, extra_files: dict | None = None) -> Path:
+    """Write ``model`` as a model folder (atomically: a temporary folder renamed at the end).
+
+    extra_files : optional {name: callable(path)} writing more files (previews) into the folder.
+    """
+    from ..atomic import atomic_output_dir
+
+    check_model(model)
+    folder = Path(folder)
+    with atomic_output_dir(folder) as tmp:
+        if model.kind == "neural":
+            info = _write_neural(model, tmp, quality)
+        else:
+            info = _write_linear(model, tmp, quality)
+        np.save(tmp / EXACT_FILE, model.coefficients.astype(np.float32))
+        if model.mask is not None:
+            write_image(tmp / MASK_FILE, model.mask.astype(np.float32))
+        info["pnrelight"] = {**model.meta, "exact": EXACT_FILE, "terms": int(model.terms),
+                             "label": model.label, "mask": MASK_FILE if model.mask is not None else None}
+        (tmp / "info.json").write_text(json.dumps(info, indent=1, default=_json_default), encoding="utf-8")
+        for name, writer in (extra_files or {}).items():
+            writer(tmp / name)
+    return folder
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj)}")
+
+
+def _write_planes(planes_u8: np.ndarray, folder: Path, first_index: int, quality: int) -> list[str]:
+    """planes_u8: (H, W, C) uint8 with C a multiple of 3 -> plane_{i}.jpg files."""
+    names = []
+    for j in range(planes_u8.shape[2] // 3):
+        name = f"plane_{first_index + j}.jpg"
+        write_image(folder / name, planes_u8[..., 3 * j:3 * j + 3], quality=quality)
+        names.append(name)
+    return names
+
+
+def _write_linear(model: RTIModel, folder: Path, quality: int) -> dict:
+    h, w = model.shape
+    coeffs = model.coefficients.astype(np.float64)
+    nplanes = coeffs.shape[2]
+    lo = coeffs.reshape(-1, nplanes).min(axis=0)
+    hi = coeffs.reshape(-1, nplanes).max(axis=0)
+    scale = np.maximum(hi - lo, 1e-8)
+    bias = -lo / scale
+    if model.colorspace == "lrgb":  # relight multiplies by the raw colour bytes: keep them unscaled
+        scale[:3], bias[:3] = 1.0, 0.0
+    q = to_uint8(coeffs / scale + bias)
+    padded = np.zeros((h, w, (nplanes + 2) // 3 * 3), np.uint8)
+    padded[..., :nplanes] = q
+    _write_planes(padded, folder, 0, quality)
+    return {
+        "width": w, "height": h, "format": "jpg", "type": model.kind, "colorspace": model.colorspace,
+        "nplanes": int(nplanes), "quality": quality,
+        "materials": [{"scale": scale.tolist(), "bias": bias.tolist(), "range": (hi - lo).tolist()}],
+    }
+
+
+def _write_neural(model: RTIModel, folder: Path, quality: int) -> dict:
+    h, w = model.shape
+    latent = model.coefficients.astype(np.float64)
+    k = latent.shape[2]
+    kp = (k + 2) // 3 * 3
+    lo = latent.reshape(-1, k).min(axis=0)
+    hi = latent.reshape(-1, k).max(axis=0)
+    span = np.maximum(hi - lo, 1e-8)
+    planes = np.zeros((h, w, kp), np.uint8)
+    planes[..., :k] = to_uint8((latent - lo) / span)
+    _write_planes(planes, folder, 1, quality)
+    lo_p = np.zeros(kp); lo_p[:k] = lo
+    hi_p = np.ones(kp); hi_p[:k] = lo + span
+    layers = [(np.asarray(wt, np.float64), np.asarray(b, np.float64)) for wt, b in model.layers]
+    widths = [wt.shape[0] for wt, _ in layers[:-1]]
+    n = _pad4(max(widths))
+    c = _pad4(k + 2)
+    weights, biases = [], []
+    in_width = c
+    for i, (wt, b) in enumerate(layers):
+        out = 3 if i == len(layers) - 1 else n
+        pw = np.zeros((out, in_width)); pw[:wt.shape[0], :wt.shape[1]] = wt
+        pb = np.zeros(out); pb[:b.shape[0]] = b
+        weights.append(pw.ravel().tolist()); biases.append(pb.tolist())
+        in_width = n
+    openlime_ok = len(layers) == 3 and k == 9 and model.layers[-1][0].shape[0] == 3
+    return {
+        "width": w, "height": h, "format": "jpg", "type": "neural", "colorspace": "rgb",
+        "planes": int(k), "samples": int(n), "quality": quality,
+        "min": lo_p.reshape(-1, 3).tolist(), "max": hi_p.reshape(-1, 3).tolist(),
+        "weights": weights, "biases": biases,
+        "hidden": widths, "openlime_compatible": bool(openlime_ok),
+    }
+
+
+# ----------------------------------------------------------------------------- reading
+
+def read_info(folder: str | os.PathLike) -> tuple[Path, dict]:
+    """Locate and parse ``info.json`` (``folder`` may be the folder or the json file itself)."""
+    path = Path(folder)
+    if path.is_file() and path.suffix.lower() == ".json":
+        info_path = path
+    else:
+        info_path = path / "info.json"
+    if not info_path.is_file():
+        raise InputError(f"no info.json in {path} (give an RTI model folder written by 'pnrelight rti fit', relight or a NeuralRTI exporter)")
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{info_path} is not valid JSON ({exc}); re-export the model") from None
+    if not isinstance(info, dict) or "type" not in info:
+        raise InputError(f"{info_path} has no 'type' (expected ptm, hsh or neural)")
+    return info_path.parent, info
+
+
+def load_model(folder: str | os.PathLike, *, source: str = "auto") -> RTIModel:
+    """Read a model folder.
+
+    source : "auto" (exact coefficients when present, else planes), "planes" (the 8-bit
+        JPEG planes, as a web viewer sees them) or "exact".
+    """
+    folder, info = read_info(folder)
+    kind = str(info["type"]).lower()
+    meta = dict(info.get("pnrelight") or {})
+    if kind in ("ptm", "hsh"):
+        model = _read_linear(folder, info, kind, source)
+    elif kind == "neural":
+        model = _read_neural(folder, info, source)
+    else:
+        raise InputError(f"{folder / 'info.json'}: unsupported model type {kind!r} (supported: ptm, hsh, neural)")
+    mask_name = meta.get("mask")
+    if mask_name and (folder / mask_name).is_file():
+        m = read_image(folder / mask_name)
+        model.mask = (m if m.ndim == 2 else m.mean(axis=2)) > 0.5
+    model.meta = meta
+    check_model(model)
+    return model
+
+
+def _load_plane_images(folder: Path, names: list[str], width: int | None, height: int | None) -> np.ndarray:
+    arrays = []
+    for name in names:
+        path = folder / name
+        if not path.is_file():
+            raise InputError(f"coefficient plane {name} is missing from {folder} (re-export the model folder)")
+        img = read_image(path)
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        arrays.append(img)
+    planes = np.concatenate(arrays, axis=2)
+    if width and height and planes.shape[:2] != (height, width):
+        raise InputError(f"planes in {folder} are {planes.shape[1]}x{planes.shape[0]} but info.json says {width}x{height}")
+    return planes  # values byte/255
+
+
+def _exact(folder: Path, info: dict, source: str):
+    meta = info.get("pnrelight") or {}
+    name = meta.get("exact")
+    path = folder / name if name else None
+    if source == "exact" and (path is None or not path.is_file()):
+        raise InputError(f"{folder} has no exact coefficient file (use the JPEG planes)")
+    if source in ("auto", "exact") and path is not None and path.is_file():
+        return np.load(path).astype(np.float32)
+    return None
+
+
+def _read_linear(folder: Path, info: dict, kind: str, source: str) -> RTIModel:
+    colorspace = str(info.get("colorspace", "rgb")).lower()
+    if colorspace not in ("rgb", "lrgb"):
+        raise InputError(f"{folder}: colorspace {colorspace!r} is not supported for {kind} (supported: rgb, lrgb)")
+    try:
+        nplanes = int(info["nplanes"])
+    except (KeyError, ValueError, TypeError):
+        raise InputError(f"{folder / 'info.json'} lacks 'nplanes' (re-export the model)") from None
+    terms = nplanes // 3 if colorspace == "rgb" else nplanes - 3
+    if kind == "ptm" and terms != 6:
+        raise InputError(f"{folder}: PTM needs 6 terms per channel, info.json implies {terms} (re-export as ptm with 18 rgb or 9 lrgb planes)")
+    if kind == "hsh" and terms not in (4, 9, 16):
+        raise InputError(f"{folder}: {terms} HSH terms are not supported (4, 9 or 16; more coefficients than supported)")
+    coeffs = _exact(folder, info, source)
+    if coeffs is None:
+        mats = info.get("materials") or [{}]
+        scale = np.asarray(mats[0].get("scale", [1.0] * nplanes), np.float64)
+        bias = np.asarray(mats[0].get("bias", [0.0] * nplanes), np.float64)
+        if scale.size < nplanes or bias.size < nplanes:
+            raise InputError(f"{folder / 'info.json'}: materials[0] scale/bias need {nplanes} values")
+        njpegs = (nplanes + 2) // 3
+        planes = _load_plane_images(folder, [f"plane_{j}.jpg" for j in range(njpegs)], info.get("width"), info.get("height"))
+        coeffs = ((planes[..., :nplanes] - bias[:nplanes]) * scale[:nplanes]).astype(np.float32)
+    return RTIModel(kind=kind, colorspace=colorspace, coefficients=coeffs, terms=terms)
+
+
+def _read_neural(folder: Path, info: dict, source: str) -> RTIModel:
+    for key in ("weights", "biases", "min", "max"):
+        if key not in info:
+            raise InputError(f"{folder / 'info.json'} lacks {key!r} (a neural model needs weights, biases, min and max)")
+    k = int(info.get("planes", 9))
+    if k > 9:
+        raise InputError(f"{folder}: {k} latent coefficients are not supported (at most 9, as OpenLIME)")
+    n = int(info.get("samples", 0)) or None
+    colorspace = str(info.get("colorspace", "rgb")).lower()
+    if sorted(colorspace) != sorted("rgb"):
+        raise InputError(f"{folder}: neural colorspace {colorspace!r} is not supported (rgb or bgr)")
+    order = ["rgb".index(ch) for ch in colorspace]  # swizzle applied by OpenLIME on read and on output
+    weights = [np.asarray(w, np.float64).ravel() for w in info["weights"]]
+    biases = [np.asarray(b, np.float64).ravel() for b in info["biases"]]
+    layers = []
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        out = b.size
+        if w.size % out:
+            raise InputError(f"{folder}: layer {i + 1} has {w.size} weights, not a multiple of its {out} outputs")
+        layers.append([w.reshape(out, w.size // out), b])
+    layers = _prune_dead_units(layers)
+    coeffs = _exact(folder, info, source)
+    if coeffs is None:
+        kp = (k + 2) // 3 * 3
+        planes = _load_plane_images(folder, [f"plane_{j}.jpg" for j in range(1, kp // 3 + 1)], info.get("width"), info.get("height"))
+        planes = planes.reshape(*planes.shape[:2], -1, 3)[..., order].reshape(*planes.shape[:2], -1)
+        lo = np.asarray(info["min"], np.float64).ravel()
+        hi = np.asarray(info["max"], np.float64).ravel()
+        coeffs = (planes[..., :k] * (hi[:k] - lo[:k]) + lo[:k]).astype(np.float32)
+    w_last, b_last = layers[-1]
+    layers[-1] = [w_last[order], b_last[order]]
+    layers = [(np.asarray(w, np.float32)[:, : (k + 2) if i == 0 else None], np.asarray(b, np.float32)) for i, (w, b) in enumerate(layers)]
+    return RTIModel(kind="neural", colorspace="rgb", coefficients=coeffs, terms=k, layers=layers)
+
+
+def _prune_dead_units(layers: list) -> list:
+    """Drop hidden units with all-zero incoming weights and bias (OpenLIME padding): ELU(0) = 0."""
+    for i in range(len(layers) - 1):
+        w, b = layers[i]
+        alive = np.any(w != 0, axis=1) | (b != 0)
+        if alive.all():
+            continue
+        layers[i] = [w[alive], b[alive]]
+        nw, nb = layers[i + 1]
+        layers[i + 1] = [nw[:, alive], nb]
+    return layers

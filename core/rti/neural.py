@@ -1,0 +1,392 @@
+"""NeuralRTI teacher and DisK-NeuralRTI student training (torch, CPU).
+
+NeuralRTI (Dulecha et al. 2020) is a per-pixel autoencoder: the encoder maps a
+pixel's N observed colours (N lights x RGB) to a small latent code (9 values),
+the decoder maps latent + light (lx, ly) back to RGB. After training, the latent
+of every pixel is stored as coefficient planes and only the decoder is needed to
+relight. DisK-NeuralRTI (Dulecha et al. 2025) distils the teacher into a student
+with its own encoder and a much smaller decoder, trained on
+``alpha * MSE(ground truth) + (1 - alpha) * MSE(teacher prediction)``.
+
+Because the teacher can be queried at any light, the student is also taught the
+teacher's predictions at random extra upper-hemisphere lights (``extra_lights``):
+that is the part of distillation plain training cannot do.
+
+Decoders are returned as ``[(W (out, in), b (out,)), ...]`` float32 numpy layers,
+ELU between layers, no output activation, input = latent then (lx, ly): exactly
+what :func:`pnrelight.rti.mlp.decode` evaluates.
+
+This module imports torch; nothing else in pnrelight imports it at module level.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InputError
+from . import mlp
+from .model import RTIModel
+
+DEFAULT_TEACHER_HIDDEN = (50, 50)
+DEFAULT_STUDENT_HIDDEN = (20, 20)
+DEFAULT_ENCODER_HIDDEN = (150, 150, 150)
+LATENT_SIZE = 9
+
+
+# ----------------------------------------------------------------------------- networks
+
+def _mlp_layers(sizes: Sequence[int]) -> nn.ModuleList:
+    return nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+class Encoder(nn.Module):
+    """(B, N, 3) observations -> (B, K) latent; ELU between layers, none at the output."""
+
+    def __init__(self, n_lights: int, hidden: Sequence[int], latent_size: int):
+        super().__init__()
+        self.n_lights = n_lights
+        self.layers = _mlp_layers([3 * n_lights, *hidden, latent_size])
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        h = obs.reshape(obs.shape[0], -1)
+        for i, layer in enumerate(self.layers):
+            if i:
+                h = nn.functional.elu(h)
+            h = layer(h)
+        return h
+
+
+class Decoder(nn.Module):
+    """latent (B, K) + lights -> RGB; the same function as :func:`mlp.decode`."""
+
+    def __init__(self, latent_size: int, hidden: Sequence[int]):
+        super().__init__()
+        self.latent_size = latent_size
+        self.layers = _mlp_layers([latent_size + 2, *hidden, 3])
+
+    def forward_grid(self, latent: torch.Tensor, light_xy: torch.Tensor) -> torch.Tensor:
+        """Every pixel under every light: latent (B, K), light_xy (M, 2) -> (B, M, 3).
+
+        The first layer is split into its latent and light parts so the (B, M, K + 2)
+        input is never built: (B, H) + (M, H) broadcast to (B, M, H).
+        """
+        k = self.latent_size
+        first = self.layers[0]
+        h = (latent @ first.weight[:, :k].T + first.bias)[:, None, :] + (light_xy @ first.weight[:, k:].T)[None, :, :]
+        for layer in self.layers[1:]:
+            h = layer(nn.functional.elu(h))
+        return h
+
+    def forward(self, latent: torch.Tensor, light_xy: torch.Tensor) -> torch.Tensor:
+        """One light per row: latent (B, K), light_xy (B, 2) -> (B, 3)."""
+        h = self.layers[0](torch.cat([latent, light_xy], dim=1))
+        for layer in self.layers[1:]:
+            h = layer(nn.functional.elu(h))
+        return h
+
+    def to_numpy(self) -> list:
+        return [(l.weight.detach().cpu().numpy().astype(np.float32).copy(),
+                 l.bias.detach().cpu().numpy().astype(np.float32).copy()) for l in self.layers]
+
+    @classmethod
+    def from_numpy(cls, layers: list) -> "Decoder":
+        k = int(np.asarray(layers[0][0]).shape[1]) - 2
+        dec = cls(k, [int(np.asarray(w).shape[0]) for w, _ in layers[:-1]])
+        _load_layers(dec.layers, layers)
+        return dec
+
+
+def _load_layers(modules: nn.ModuleList, layers: list) -> None:
+    with torch.no_grad():
+        for mod, (w, b) in zip(modules, layers):
+            w = torch.as_tensor(np.asarray(w, np.float32))
+            if tuple(w.shape) != tuple(mod.weight.shape):
+                raise InputError(f"layer shape {tuple(w.shape)} does not match {tuple(mod.weight.shape)} (incompatible weights)")
+            mod.weight.copy_(w)
+            mod.bias.copy_(torch.as_tensor(np.asarray(b, np.float32)))
+
+
+def encoder_to_numpy(encoder: Encoder) -> list:
+    return [(l.weight.detach().numpy().astype(np.float32).copy(), l.bias.detach().numpy().astype(np.float32).copy())
+            for l in encoder.layers]
+
+
+def encode(observations: np.ndarray, encoder_layers: list, *, chunk: int = 1 << 15) -> np.ndarray:
+    """Latent codes from observations with numpy (torch-free maths, usable anywhere).
+
+    observations : (P, N, 3) float32 pixel colours under the N training lights, in
+        the training light order. encoder_layers : ``record["encoder"]`` of a training run.
+    Returns (P, K) float32.
+    """
+    obs = np.asarray(observations, np.float32)
+    flat = obs.reshape(obs.shape[0], -1)
+    layers = [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in encoder_layers]
+    if flat.shape[1] != layers[0][0].shape[1]:
+        raise InputError(f"encoder expects {layers[0][0].shape[1] // 3} lights, observations have {flat.shape[1] // 3} (use the training MLIC's lights)")
+    out = np.empty((flat.shape[0], layers[-1][0].shape[0]), np.float32)
+    for s in range(0, flat.shape[0], chunk):
+        h = flat[s:s + chunk]
+        for i, (w, b) in enumerate(layers):
+            if i:
+                h = np.where(h > 0, h, np.expm1(np.minimum(h, 0)))
+            h = h @ w.T + b
+        out[s:s + chunk] = h
+    return out
+
+
+# ----------------------------------------------------------------------------- helpers
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None):
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(threads) if threads else min(2, old))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _pixels(mlic) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(P, N, 3) observations, (N, 2) light xy, (P,) training-pixel indices (mask-aware)."""
+    images = np.asarray(mlic.images, np.float32)
+    n, h, w, _ = images.shape
+    obs = torch.from_numpy(np.ascontiguousarray(images.reshape(n, h * w, 3).transpose(1, 0, 2)))
+    lights = torch.from_numpy(np.asarray(mlic.directions, np.float32)[:, :2].copy())
+    mask = getattr(mlic, "mask", None)
+    train_idx = np.flatnonzero(mask.reshape(-1)) if mask is not None and mask.any() else np.arange(h * w)
+    return obs, lights, train_idx
+
+
+def _check_mlic(mlic, min_lights: int = 2) -> None:
+    if mlic.images.ndim != 4 or mlic.images.shape[-1] != 3:
+        raise InputError("MLIC images must be (N, H, W, 3) RGB (load the folder with load_mlic)")
+    if mlic.images.shape[0] < min_lights:
+        raise InputError(f"neural RTI needs at least {min_lights} lights, the MLIC has {mlic.images.shape[0]} (capture more lights)")
+
+
+def _encode_all(encoder: Encoder, obs: torch.Tensor, chunk: int = 1 << 14) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([encoder(obs[s:s + chunk]) for s in range(0, obs.shape[0], chunk)])
+
+
+def _steps_schedule(opt, lr: float, total_steps: int, schedule: str):
+    if schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total_steps, 2), pct_start=0.15,
+                                                   div_factor=10.0, final_div_factor=100.0)
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total_steps, 1), eta_min=lr * 0.01)
+    if schedule == "constant":
+        return None
+    raise InputError(f"unknown schedule {schedule!r} (use onecycle, cosine or constant)")
+
+
+def sample_hemisphere_xy(count: int, generator: torch.Generator, *, min_z: float = 0.0) -> torch.Tensor:
+    """(count, 2) light (lx, ly) of directions uniform in solid angle with lz in [min_z, 1]."""
+    u = torch.rand(count, generator=generator)
+    v = torch.rand(count, generator=generator)
+    z = min_z + (1.0 - min_z) * u
+    r = torch.sqrt(torch.clamp(1.0 - z * z, min=0.0))
+    phi = 2.0 * math.pi * v
+    return torch.stack([r * torch.cos(phi), r * torch.sin(phi)], dim=1)
+
+
+def _neural_model(mlic, latent: np.ndarray, decoder: Decoder, meta: dict) -> RTIModel:
+    h, w = mlic.images.shape[1:3]
+    return RTIModel(kind="neural", colorspace="rgb", coefficients=latent.reshape(h, w, -1).astype(np.float32),
+                    terms=int(latent.shape[1]), layers=decoder.to_numpy(),
+                    mask=None if getattr(mlic, "mask", None) is None else np.asarray(mlic.mask, bool).copy(), meta=meta)
+
+
+# ----------------------------------------------------------------------------- training loop
+
+def _train(mlic, *, encoder: Encoder, decoder: Decoder, loss_fn: Callable, epochs: int, batch_pixels: int,
+           pixels_per_epoch: int | None, lr: float, schedule: str, seed: int, progress, desc: str,
+           generator: torch.Generator) -> tuple[list[float], float]:
+    """Shared loop: each step takes ``batch_pixels`` training pixels with all their lights."""
+    obs, lights, train_idx = _pixels(mlic)
+    train_idx_t = torch.from_numpy(train_idx)
+    per_epoch = len(train_idx) if not pixels_per_epoch else min(int(pixels_per_epoch), len(train_idx))
+    batch = max(1, min(int(batch_pixels), per_epoch))
+    steps_per_epoch = max(1, per_epoch // batch)
+    params = list(encoder.parameters()) + list(decoder.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = _steps_schedule(opt, lr, epochs * steps_per_epoch, schedule)
+    losses = []
+    t0 = time.perf_counter()
+    epoch_iter = range(epochs)
+    if progress is not None:
+        epoch_iter = progress(epoch_iter, total=epochs, desc=desc)
+    for _ in epoch_iter:
+        order = train_idx_t[torch.randperm(len(train_idx), generator=generator)[:steps_per_epoch * batch]]
+        total = 0.0
+        for s in range(steps_per_epoch):
+            idx = order[s * batch:(s + 1) * batch]
+            loss = loss_fn(idx, obs[idx], lights)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            total += float(loss.detach())
+        losses.append(total / steps_per_epoch)
+        if progress is not None and hasattr(epoch_iter, "set_postfix"):
+            epoch_iter.set_postfix(loss=f"{losses[-1]:.2e}")
+    return losses, time.perf_counter() - t0
+
+
+def _settings(**kw) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}
+
+
+def train_teacher(mlic, *, hidden: Sequence[int] = DEFAULT_TEACHER_HIDDEN,
+                  encoder_hidden: Sequence[int] = DEFAULT_ENCODER_HIDDEN, latent_size: int = LATENT_SIZE,
+                  epochs: int = 60, batch_pixels: int = 1024, pixels_per_epoch: int | None = None,
+                  lr: float = 3e-3, schedule: str = "onecycle", seed: int = 0, threads: int | None = None,
+                  progress=None) -> tuple[RTIModel, dict]:
+    """Train a NeuralRTI autoencoder on an MLIC.
+
+    mlic : :class:`pnrelight.formats.mlic.MLIC` with images (N, H, W, 3) and directions (N, 3).
+        With a mask, training uses the masked pixels; latents are computed for all pixels.
+    progress : optional ``progress(iterable, total=, desc=)`` wrapper (e.g. pnrelight.progress.progress).
+    Returns (model, record): a "neural" RTIModel (coefficients (H, W, latent_size),
+    decoder layers) and the training record (losses per epoch, seconds, seed, settings,
+    ``encoder``: the encoder layers as float32 numpy [(W (out, in), b), ...]).
+    """
+    _check_mlic(mlic)
+    if epochs < 1:
+        raise InputError(f"epochs must be at least 1, not {epochs} (use --epochs 1 or more)")
+    with _torch_threads(threads):
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        n = mlic.images.shape[0]
+        encoder = Encoder(n, encoder_hidden, latent_size)
+        decoder = Decoder(latent_size, hidden)
+
+        def loss_fn(idx, target, lights):
+            pred = decoder.forward_grid(encoder(target), lights)
+            return torch.mean((pred - target) ** 2)
+
+        losses, seconds = _train(mlic, encoder=encoder, decoder=decoder, loss_fn=loss_fn, epochs=epochs,
+                                 batch_pixels=batch_pixels, pixels_per_epoch=pixels_per_epoch, lr=lr,
+                                 schedule=schedule, seed=seed, progress=progress, desc="teacher", generator=gen)
+        obs, _, _ = _pixels(mlic)
+        latent = _encode_all(encoder, obs).numpy()
+    record = {
+        "method": "neuralrti-teacher", "seed": int(seed), "epochs": int(epochs), "losses": [float(x) for x in losses],
+        "seconds": round(seconds, 3), "threads": torch.get_num_threads() if not threads else int(threads),
+        "settings": _settings(hidden=tuple(hidden), encoder_hidden=tuple(encoder_hidden), latent_size=latent_size,
+                              batch_pixels=batch_pixels, pixels_per_epoch=pixels_per_epoch, lr=lr, schedule=schedule,
+                              optimizer="adam", loss="mse"),
+        "decoder_parameters": mlp.decoder_parameters(decoder.to_numpy()),
+        "encoder": encoder_to_numpy(encoder),
+    }
+    model = _neural_model(mlic, latent, decoder, {"method": "neuralrti-teacher", "seed": int(seed)})
+    return model, record
+
+
+def distill_student(teacher: RTIModel, mlic, *, hidden: Sequence[int] = DEFAULT_STUDENT_HIDDEN, alpha: float = 0.3,
+                    encoder_hidden: Sequence[int] = DEFAULT_ENCODER_HIDDEN, epochs: int = 60,
+                    batch_pixels: int = 1024, pixels_per_epoch: int | None = None, lr: float = 3e-3,
+                    schedule: str = "onecycle", extra_lights: int = 16, extra_min_z: float | None = None,
+                    teacher_encoder: list | None = None, seed: int = 0, threads: int | None = None,
+                    progress=None) -> tuple[RTIModel, dict]:
+    """DisK-NeuralRTI: train a student (own encoder, small decoder) from a teacher model.
+
+    teacher : "neural" RTIModel fitted on the same MLIC (its latent gives the teacher's
+        prediction for every training pixel under any light).
+    alpha : weight of the ground-truth MSE; 1 - alpha weighs the teacher MSE.
+    extra_lights : random upper-hemisphere lights per batch at which the student is also
+        taught the teacher's prediction (0 = only the captured lights, as in DisK).
+        Their directions are uniform in solid angle with lz >= extra_min_z (default: the
+        lowest captured light's lz).
+    teacher_encoder : optional teacher encoder layers (``record["encoder"]``) to start the
+        student's encoder from (it must have the same widths).
+    Returns (model, record) like :func:`train_teacher`.
+    """
+    _check_mlic(mlic)
+    if teacher.kind != "neural" or not teacher.layers:
+        raise InputError(f"the teacher must be a neural RTI model, not {teacher.label} (fit one with --basis neural)")
+    if teacher.shape != tuple(mlic.images.shape[1:3]):
+        raise InputError(f"teacher is {teacher.shape[1]}x{teacher.shape[0]} but the MLIC is {mlic.images.shape[2]}x{mlic.images.shape[1]} (distil on the MLIC the teacher was fitted on)")
+    if not 0.0 <= alpha <= 1.0:
+        raise InputError(f"alpha must be in [0, 1], not {alpha} (0.3 is the DisK default)")
+    if epochs < 1:
+        raise InputError(f"epochs must be at least 1, not {epochs} (use --epochs 1 or more)")
+    latent_size = int(teacher.coefficients.shape[-1])
+    min_z = float(np.min(mlic.directions[:, 2])) if extra_min_z is None else float(extra_min_z)
+    with _torch_threads(threads):
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        n = mlic.images.shape[0]
+        encoder = Encoder(n, encoder_hidden, latent_size)
+        if teacher_encoder is not None:
+            _load_layers(encoder.layers, teacher_encoder)
+        decoder = Decoder(latent_size, hidden)
+        t_decoder = Decoder.from_numpy(teacher.layers).requires_grad_(False)
+        t_latent = torch.from_numpy(teacher.coefficients.reshape(-1, latent_size).astype(np.float32))
+        use_teacher = alpha < 1.0
+        n_extra = int(extra_lights) if use_teacher else 0
+
+        def loss_fn(idx, target, lights):
+            z = encoder(target)
+            pred = decoder.forward_grid(z, lights)
+            loss = alpha * torch.mean((pred - target) ** 2) if alpha > 0 else pred.new_zeros(())
+            if use_teacher:
+                q_lights = lights if n_extra == 0 else torch.cat([lights, sample_hemisphere_xy(n_extra, gen, min_z=min_z)])
+                with torch.no_grad():
+                    t_pred = t_decoder.forward_grid(t_latent[idx], q_lights)
+                s_pred = pred if n_extra == 0 else torch.cat([pred, decoder.forward_grid(z, q_lights[len(lights):])], 1)
+                loss = loss + (1.0 - alpha) * torch.mean((s_pred - t_pred) ** 2)
+            return loss
+
+        losses, seconds = _train(mlic, encoder=encoder, decoder=decoder, loss_fn=loss_fn, epochs=epochs,
+                                 batch_pixels=batch_pixels, pixels_per_epoch=pixels_per_epoch, lr=lr,
+                                 schedule=schedule, seed=seed, progress=progress,
+                                 desc="student" if use_teacher else "plain student", generator=gen)
+        obs, _, _ = _pixels(mlic)
+        latent = _encode_all(encoder, obs).numpy()
+    method = "disk-student" if use_teacher else "plain-student"
+    record = {
+        "method": method, "seed": int(seed), "epochs": int(epochs), "losses": [float(x) for x in losses],
+        "seconds": round(seconds, 3), "threads": int(threads) if threads else min(2, torch.get_num_threads()),
+        "settings": _settings(hidden=tuple(hidden), encoder_hidden=tuple(encoder_hidden), latent_size=latent_size,
+                              alpha=alpha, extra_lights=n_extra, extra_min_z=min_z if n_extra else None,
+                              teacher_encoder_init=teacher_encoder is not None, batch_pixels=batch_pixels,
+                              pixels_per_epoch=pixels_per_epoch, lr=lr, schedule=schedule, optimizer="adam",
+                              loss="alpha*mse(gt) + (1-alpha)*mse(teacher)"),
+        "decoder_parameters": mlp.decoder_parameters(decoder.to_numpy()),
+        "teacher_decoder_parameters": mlp.decoder_parameters(teacher.layers),
+        "encoder": encoder_to_numpy(encoder),
+    }
+    model = _neural_model(mlic, latent, decoder, {"method": method, "seed": int(seed)})
+    return model, record
+
+
+def train_student_plain(mlic, *, hidden: Sequence[int] = DEFAULT_STUDENT_HIDDEN,
+                        encoder_hidden: Sequence[int] = DEFAULT_ENCODER_HIDDEN, latent_size: int = LATENT_SIZE,
+                        epochs: int = 60, batch_pixels: int = 1024, pixels_per_epoch: int | None = None,
+                        lr: float = 3e-3, schedule: str = "onecycle", seed: int = 0, threads: int | None = None,
+                        progress=None) -> tuple[RTIModel, dict]:
+    """The student architecture trained on ground truth alone (alpha = 1, no teacher): the baseline for DisK."""
+    model, record = train_teacher(mlic, hidden=hidden, encoder_hidden=encoder_hidden, latent_size=latent_size,
+                                  epochs=epochs, batch_pixels=batch_pixels, pixels_per_epoch=pixels_per_epoch, lr=lr,
+                                  schedule=schedule, seed=seed, threads=threads, progress=progress)
+    record["method"] = model.meta["method"] = "plain-student"
+    return model, record
+
+
+def torch_decode(latent: np.ndarray, light_xy: np.ndarray, layers: list) -> np.ndarray:
+    """Evaluate numpy decoder layers with torch (float32): latent (P, K), light_xy (2,) or (P, 2) -> (P, 3)."""
+    dec = Decoder.from_numpy(layers)
+    z = torch.from_numpy(np.asarray(latent, np.float32))
+    l = torch.from_numpy(np.asarray(light_xy, np.float32))
+    with torch.no_grad():
+        if l.ndim == 1:
+            return dec.forward_grid(z, l[None])[:, 0].numpy()
+        return dec(z, l).numpy()
