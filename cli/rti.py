@@ -28,7 +28,7 @@ def register(sub) -> None:
     fit.add_argument("--epochs", type=int, help="neural: training epochs (default: the trainer's)")
     fit.add_argument("--hidden", type=_widths, default=None, help="neural: decoder hidden widths, e.g. 50,50")
     fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--quality", type=int, default=95, help="JPEG quality of the coefficient planes")
+    fit.add_argument("--quality", type=int, default=98, help="JPEG quality of the coefficient planes")
     fit.add_argument("-o", "--output", type=Path, required=True, help="model folder to write")
     fit.set_defaults(handler=cmd_fit)
 
@@ -41,7 +41,7 @@ def register(sub) -> None:
     dis.add_argument("--epochs", type=int)
     dis.add_argument("--holdout", type=int, metavar="K", help="keep every K-th light out (use the teacher's K)")
     dis.add_argument("--seed", type=int, default=0)
-    dis.add_argument("--quality", type=int, default=95)
+    dis.add_argument("--quality", type=int, default=98)
     dis.add_argument("-o", "--output", type=Path, required=True)
     dis.set_defaults(handler=cmd_distill)
 

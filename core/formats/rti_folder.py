@@ -26,7 +26,7 @@ from ..rti.model import RTIModel, check_model
 
 EXACT_FILE = "coefficients.npy"
 MASK_FILE = "mask.png"
-JPEG_QUALITY = 95
+JPEG_QUALITY = 98
 
 
 def _pad4(n: int) -> int:
@@ -154,37 +154,41 @@ def read_info(folder: str | os.PathLike) -> tuple[Path, dict]:
     return info_path.parent, info
 
 
-def load_model(folder: str | os.PathLike, *, source: str = "auto") -> RTIModel:
+def load_model(folder: str | os.PathLike, *, source: str = "auto", read_plane=None) -> RTIModel:
     """Read a model folder.
 
     source : "auto" (exact coefficients when present, else planes), "planes" (the 8-bit
         JPEG planes, as a web viewer sees them) or "exact".
+    read_plane : optional image reader ``path -> (H, W[, C]) float32 in [0, 1]`` used for the
+        planes and the mask instead of :func:`pnrelight.imageio.read_image` (Blender passes its
+        own image loader, so the add-on needs no Pillow).
     """
+    read_plane = read_plane or read_image
     folder, info = read_info(folder)
     kind = str(info["type"]).lower()
     meta = dict(info.get("pnrelight") or {})
     if kind in ("ptm", "hsh"):
-        model = _read_linear(folder, info, kind, source)
+        model = _read_linear(folder, info, kind, source, read_plane)
     elif kind == "neural":
-        model = _read_neural(folder, info, source)
+        model = _read_neural(folder, info, source, read_plane)
     else:
         raise InputError(f"{folder / 'info.json'}: unsupported model type {kind!r} (supported: ptm, hsh, neural)")
     mask_name = meta.get("mask")
     if mask_name and (folder / mask_name).is_file():
-        m = read_image(folder / mask_name)
+        m = read_plane(folder / mask_name)
         model.mask = (m if m.ndim == 2 else m.mean(axis=2)) > 0.5
     model.meta = meta
     check_model(model)
     return model
 
 
-def _load_plane_images(folder: Path, names: list[str], width: int | None, height: int | None) -> np.ndarray:
+def _load_plane_images(folder: Path, names: list[str], width: int | None, height: int | None, read_plane=read_image) -> np.ndarray:
     arrays = []
     for name in names:
         path = folder / name
         if not path.is_file():
             raise InputError(f"coefficient plane {name} is missing from {folder} (re-export the model folder)")
-        img = read_image(path)
+        img = read_plane(path)
         if img.ndim == 2:
             img = np.repeat(img[..., None], 3, axis=2)
         arrays.append(img)
@@ -205,7 +209,7 @@ def _exact(folder: Path, info: dict, source: str):
     return None
 
 
-def _read_linear(folder: Path, info: dict, kind: str, source: str) -> RTIModel:
+def _read_linear(folder: Path, info: dict, kind: str, source: str, read_plane=read_image) -> RTIModel:
     colorspace = str(info.get("colorspace", "rgb")).lower()
     if colorspace not in ("rgb", "lrgb"):
         raise InputError(f"{folder}: colorspace {colorspace!r} is not supported for {kind} (supported: rgb, lrgb)")
@@ -226,12 +230,12 @@ def _read_linear(folder: Path, info: dict, kind: str, source: str) -> RTIModel:
         if scale.size < nplanes or bias.size < nplanes:
             raise InputError(f"{folder / 'info.json'}: materials[0] scale/bias need {nplanes} values")
         njpegs = (nplanes + 2) // 3
-        planes = _load_plane_images(folder, [f"plane_{j}.jpg" for j in range(njpegs)], info.get("width"), info.get("height"))
+        planes = _load_plane_images(folder, [f"plane_{j}.jpg" for j in range(njpegs)], info.get("width"), info.get("height"), read_plane)
         coeffs = ((planes[..., :nplanes] - bias[:nplanes]) * scale[:nplanes]).astype(np.float32)
     return RTIModel(kind=kind, colorspace=colorspace, coefficients=coeffs, terms=terms)
 
 
-def _read_neural(folder: Path, info: dict, source: str) -> RTIModel:
+def _read_neural(folder: Path, info: dict, source: str, read_plane=read_image) -> RTIModel:
     for key in ("weights", "biases", "min", "max"):
         if key not in info:
             raise InputError(f"{folder / 'info.json'} lacks {key!r} (a neural model needs weights, biases, min and max)")
@@ -255,7 +259,7 @@ def _read_neural(folder: Path, info: dict, source: str) -> RTIModel:
     coeffs = _exact(folder, info, source)
     if coeffs is None:
         kp = (k + 2) // 3 * 3
-        planes = _load_plane_images(folder, [f"plane_{j}.jpg" for j in range(1, kp // 3 + 1)], info.get("width"), info.get("height"))
+        planes = _load_plane_images(folder, [f"plane_{j}.jpg" for j in range(1, kp // 3 + 1)], info.get("width"), info.get("height"), read_plane)
         planes = planes.reshape(*planes.shape[:2], -1, 3)[..., order].reshape(*planes.shape[:2], -1)
         lo = np.asarray(info["min"], np.float64).ravel()
         hi = np.asarray(info["max"], np.float64).ravel()
