@@ -48,6 +48,10 @@ def read_image_rgba(path: str | os.PathLike, *, exif_transpose: bool = False) ->
             arr = _read_tiff(path)
             if arr is not None:
                 return arr
+        if suffix == ".png" and _png_is_16bit_colour(path):
+            arr = _read_png16_colour(path)
+            if arr is not None:
+                return arr
         return _read_pillow(path, exif_transpose)
     except InputError:
         raise
@@ -88,6 +92,25 @@ def _read_pillow(path: Path, exif_transpose: bool) -> np.ndarray:
         if mode in ("RGBA", "PA", "P") and ("transparency" in im.info or mode != "P"):
             return _to_float(np.asarray(im.convert("RGBA")))
         return _to_float(np.asarray(im.convert("RGB")))
+
+
+def _png_is_16bit_colour(path: Path) -> bool:
+    """Pillow reads 16-bit RGB(A) PNGs as 8-bit; detect them from the IHDR chunk."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 6)
+
+
+def _read_png16_colour(path: Path) -> np.ndarray | None:
+    try:
+        import cv2
+    except ImportError:  # e.g. inside Blender: fall back to Pillow's 8-bit reading
+        return None
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        return None
+    arr = arr[..., [2, 1, 0, 3]] if arr.shape[2] == 4 else arr[..., ::-1]
+    return _to_float(np.ascontiguousarray(arr))
 
 
 def _read_tiff(path: Path) -> np.ndarray | None:
