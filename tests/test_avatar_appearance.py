@@ -1,0 +1,427 @@
+"""Appearance stage of the avatar: colour, environment maps, SH lighting, albedo, SfS, specular, Phong relighting.
+
+Everything runs on small synthetic spheres with known ground truth.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pnrelight import envmap
+from pnrelight.avatar import intrinsics, relight
+from pnrelight.avatar.color import linear_to_srgb, srgb_to_linear
+from pnrelight.errors import InputError
+
+# A light mostly from the upper left front, slightly warm: realistic band-1 dominated shading.
+TRUE_SH = np.array(
+    [
+        [0.90, 0.80, 0.70],
+        [0.30, 0.30, 0.25],
+        [0.40, 0.35, 0.30],
+        [-0.25, -0.20, -0.20],
+        [0.05, 0.04, 0.03],
+        [0.02, 0.02, 0.01],
+        [-0.08, -0.07, -0.06],
+        [0.03, 0.02, 0.02],
+        [0.06, 0.05, 0.05],
+    ]
+)
+
+
+def sphere(size: int = 128, radius_frac: float = 0.45):
+    """Camera-facing unit-sphere normals (size, size, 3) and its mask; pixel v runs down, y up."""
+    v, u = np.mgrid[0:size, 0:size] + 0.5
+    radius = radius_frac * size
+    x = (u - size / 2) / radius
+    y = -(v - size / 2) / radius
+    r2 = x * x + y * y
+    mask = r2 < 1.0
+    z = np.sqrt(np.clip(1.0 - r2, 0.0, None))
+    normals = np.stack([x, y, z], axis=-1).astype(np.float32)
+    normals[~mask] = 0.0
+    return normals, mask
+
+
+def angular_error_deg(a, b, mask):
+    dot = np.clip(np.sum(a * b, axis=-1), -1.0, 1.0)
+    return float(np.degrees(np.arccos(dot))[mask].mean())
+
+
+def psnr(a, b, mask):
+    return float(10 * np.log10(1.0 / np.mean((a[mask] - b[mask]) ** 2)))
+
+
+# ----------------------------------------------------------------------------- colour
+
+
+def test_srgb_round_trip_and_known_values():
+    x = np.linspace(0, 1, 257, dtype=np.float32)
+    assert np.abs(linear_to_srgb(srgb_to_linear(x)) - x).max() < 1e-5
+    assert srgb_to_linear(np.float32(0.5)) == pytest.approx(0.21404, abs=1e-4)
+    assert linear_to_srgb(np.float32(0.18)) == pytest.approx(0.46135, abs=1e-4)
+
+
+# ----------------------------------------------------------------------------- SH basis
+
+
+def test_sh_basis_is_orthonormal_on_the_sphere():
+    h = 256
+    dirs = envmap.latlong_directions(h).reshape(-1, 3)
+    omega = envmap.solid_angles(h).reshape(-1)
+    basis = envmap.sh_basis(dirs)
+    gram = basis.T @ (basis * omega[:, None])
+    assert np.abs(gram - np.eye(9)).max() < 2e-3
+    assert np.allclose(intrinsics.sh_basis(dirs[:5]), basis[:5])  # one basis, re-exported
+
+
+def test_envmap_to_sh_of_constant_map_and_cosine_convolution():
+    env = np.full((16, 32, 3), 2.0, np.float32)
+    sh = envmap.envmap_to_sh(env)
+    assert sh[0] == pytest.approx(np.full(3, 2.0 * np.sqrt(4 * np.pi)), rel=1e-4)
+    assert np.abs(sh[1:]).max() < 1e-3
+    # A constant radiance L gives irradiance / pi = L everywhere.
+    shading = envmap.render_sh(envmap.latlong_directions(8), envmap.sh_radiance_to_shading(sh))
+    assert np.allclose(shading, 2.0, rtol=1e-3)
+
+
+def test_prefiltered_diffuse_matches_sh_shading_for_a_smooth_environment():
+    # Radiance that is exactly order 2: the cosine lobe convolution is exact in SH.
+    h = 64
+    dirs = envmap.latlong_directions(h)
+    env_sh = TRUE_SH.copy()
+    env_sh[0] += 1.0
+    env = envmap.render_sh(dirs, env_sh)
+    assert env.min() > 0  # physically valid radiance
+    diffuse = envmap.prefilter_phong(env, 1, out_height=16, source_height=64)
+    expected = envmap.render_sh(envmap.latlong_directions(16), envmap.sh_radiance_to_shading(envmap.envmap_to_sh(env)))
+    assert np.abs(diffuse - expected).max() / expected.mean() < 0.01
+
+
+# ----------------------------------------------------------------------------- environment maps
+
+
+def test_latlong_convention_round_trip_and_landmarks():
+    dirs = envmap.latlong_directions(16)
+    u, v = envmap.directions_to_uv(dirs)
+    assert np.allclose(u * 32 - 0.5, np.arange(32)[None, :], atol=1e-9)
+    assert np.allclose(v * 16 - 0.5, np.arange(16)[:, None], atol=1e-9)
+    named = {(0.5, 0.5): (0, 0, -1), (0.75, 0.5): (1, 0, 0), (0.25, 0.5): (-1, 0, 0), (0.0, 0.5): (0, 0, 1)}
+    for (uu, vv), d in named.items():
+        got_u, got_v = envmap.directions_to_uv(np.array(d, float))
+        assert (got_u % 1.0, got_v) == pytest.approx((uu, vv))
+    assert envmap.directions_to_uv(np.array([0.0, 1.0, 0.0]))[1] == pytest.approx(0.0)
+    assert envmap.solid_angles(16).sum() == pytest.approx(4 * np.pi)
+
+
+def test_sample_latlong_bilinear_and_downsample_conserve():
+    env = np.random.default_rng(0).random((32, 64, 3)).astype(np.float32)
+    centres = envmap.latlong_directions(32)
+    assert np.allclose(envmap.sample_latlong(env, centres), env, atol=1e-5)
+    small = envmap.downsample_latlong(env, 8)
+    total = lambda e: np.sum(e * envmap.solid_angles(e.shape[0])[..., None], axis=(0, 1))  # noqa: E731
+    assert np.allclose(total(small), total(env), rtol=1e-5)
+
+
+@pytest.mark.parametrize("exponent", envmap.PHONG_EXPONENTS)
+def test_phong_prefilter_keeps_a_constant_environment(exponent):
+    env = np.full((32, 64, 3), 0.7, np.float32)
+    out = envmap.prefilter_phong(env, exponent, out_height=16)
+    assert out.shape == (16, 32, 3)
+    assert np.allclose(out, 0.7, atol=1e-5)
+
+
+def test_phong_lobes_are_energy_normalised():
+    h = 128
+    src = envmap.latlong_directions(h).reshape(-1, 3)
+    omega = envmap.solid_angles(h).reshape(-1)
+    out = envmap.latlong_directions(6).reshape(-1, 3)
+    for exponent in envmap.PHONG_EXPONENTS:
+        sums = envmap.phong_lobe_weights(out, src, omega, exponent).sum(axis=1)
+        assert np.allclose(sums, 1.0, atol=2e-3), exponent
+
+
+def test_phong_prefilter_of_a_bright_texel_peaks_there_and_narrows_with_exponent():
+    env = np.zeros((32, 64, 3), np.float32)
+    env[10, 40] = 100.0
+    light = envmap.latlong_directions(32)[10, 40]
+    widths = []
+    for exponent in envmap.PHONG_EXPONENTS:
+        out = envmap.prefilter_phong(env, exponent, out_height=32, source_height=32)[..., 0]
+        peak = np.unravel_index(np.argmax(out), out.shape)
+        peak_dir = envmap.latlong_directions(32)[peak]
+        assert np.degrees(np.arccos(np.clip(peak_dir @ light, -1, 1))) < 6.0, exponent
+        # lobe width: solid angle where the response exceeds half its peak
+        widths.append(float(envmap.solid_angles(32)[out > 0.5 * out.max()].sum()))
+    assert all(a > b for a, b in zip(widths, widths[1:])), widths
+
+
+def test_shipped_envmaps_load_finite_and_positive():
+    paths = envmap.default_envmaps()
+    assert len(paths) == 8
+    assert (envmap.ENVMAP_DIR / "LICENSE.md").is_file()
+    assert sum(p.stat().st_size for p in paths) < 2_000_000
+    for path in paths:
+        env = envmap.load_envmap(path)
+        assert env.shape[1] == 2 * env.shape[0] and env.shape[2] == 3
+        assert np.isfinite(env).all() and env.min() >= 0 and env.mean() > 0
+
+
+def test_load_envmap_bad_inputs(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        envmap.load_envmap(tmp_path / "missing.exr")
+    junk = tmp_path / "junk.exr"
+    junk.write_bytes(b"not an exr at all")
+    with pytest.raises(InputError, match="cannot read"):
+        envmap.load_envmap(junk)
+    png = tmp_path / "sky.png"
+    png.write_bytes(b"\x89PNG")
+    with pytest.raises(InputError, match=r"\.exr or \.hdr"):
+        envmap.load_envmap(png)
+    from pnrelight.imageio import write_exr
+
+    square = tmp_path / "square.exr"
+    write_exr(square, np.ones((16, 16, 3), np.float32))
+    with pytest.raises(InputError, match="2:1"):
+        envmap.load_envmap(square)
+
+
+# ----------------------------------------------------------------------------- Eq. 1: SH lighting
+
+
+def _lit_sphere(size=128, noise=0.003, seed=1):
+    normals, mask = sphere(size)
+    albedo = np.array([0.6, 0.45, 0.35], np.float32)
+    img = albedo * envmap.render_sh(normals, TRUE_SH)
+    img = img + np.random.default_rng(seed).normal(0, noise, img.shape)
+    img = np.clip(img, 0, None).astype(np.float32)
+    img[~mask] = 0
+    return img, normals, mask, albedo
+
+
+def test_estimate_sh_lighting_recovers_known_coefficients():
+    img, normals, mask, albedo = _lit_sphere()
+    est = intrinsics.estimate_sh_lighting(img, normals, mask, iterations=300, albedo=albedo, seed=0)
+    assert est.shape == (9, 3)
+    assert np.linalg.norm(est - TRUE_SH) / np.linalg.norm(TRUE_SH) < 0.05
+    again = intrinsics.estimate_sh_lighting(img, normals, mask, iterations=300, albedo=albedo, seed=0)
+    assert np.array_equal(est, again)  # deterministic
+
+
+def test_estimate_sh_lighting_ignores_highlights_and_cast_shadows():
+    img, normals, mask, albedo = _lit_sphere()
+    v, u = np.mgrid[0:128, 0:128]
+    img = img + (0.6 * np.exp(-((u - 75) ** 2 + (v - 45) ** 2) / (2 * 3.0**2)))[..., None].astype(np.float32)
+    img[(u > 30) & (u < 50) & (v > 75) & (v < 100)] *= 0.2
+    robust = intrinsics.estimate_sh_lighting(img, normals, mask, albedo=albedo)
+    robust_err = np.linalg.norm(robust - TRUE_SH) / np.linalg.norm(TRUE_SH)
+    assert robust_err < 0.05
+    # plain least squares on the same pixels is pulled off by the outliers
+    basis = envmap.sh_basis(normals[mask])
+    plain = np.linalg.lstsq(basis, img[mask] / albedo, rcond=None)[0]
+    plain_err = np.linalg.norm(plain - TRUE_SH) / np.linalg.norm(TRUE_SH)
+    assert plain_err > 2 * robust_err, (plain_err, robust_err)
+
+
+def test_estimate_sh_lighting_on_an_overexposed_face_is_bad_input():
+    img, normals, mask, _ = _lit_sphere(32)
+    with pytest.raises(InputError, match="too few"):
+        intrinsics.estimate_sh_lighting(np.ones_like(img), normals, mask, iterations=5)
+
+
+def test_estimate_sh_lighting_without_albedo_fixes_the_gauge():
+    img, normals, mask, albedo = _lit_sphere()
+    sh = intrinsics.estimate_sh_lighting(img, normals, mask)
+    shading = envmap.render_sh(normals[mask], sh)
+    assert np.allclose(shading.mean(axis=0), shading.mean(), rtol=1e-3)  # achromatic on average
+    assert np.percentile(intrinsics.luminance(shading), 90) == pytest.approx(1.0, rel=0.02)
+    # the product albedo * shading still reproduces the image: the recovered albedo is constant
+    est_albedo = img[mask] / np.maximum(shading, 1e-3)
+    bright = intrinsics.luminance(shading) > 0.3
+    spread = est_albedo[bright].std(axis=0) / est_albedo[bright].mean(axis=0)
+    assert spread.max() < 0.05
+    # with an achromatic light the albedo carries skin tone x the light's mean colour
+    light_colour = envmap.render_sh(normals[mask], TRUE_SH).mean(axis=0)
+    ratio = est_albedo[bright].mean(axis=0) / (albedo * light_colour)
+    assert np.allclose(ratio / ratio.mean(), 1.0, atol=0.02)
+
+
+# ----------------------------------------------------------------------------- Eq. 3: albedo, specular
+
+
+def _textured_sphere(size=128):
+    normals, mask = sphere(size)
+    v, u = np.mgrid[0:size, 0:size] + 0.5
+    s = size / 256.0
+    albedo = np.stack(
+        [0.55 + 0.1 * np.sin(u / (23 * s)) * np.cos(v / (31 * s)), 0.42 + 0.08 * np.cos(u / (19 * s) + 1), 0.33 + 0.06 * np.sin(v / (17 * s))],
+        axis=-1,
+    )
+    spots = np.zeros((size, size))
+    rng = np.random.default_rng(5)
+    for _ in range(12):
+        cu, cv = rng.uniform(0.15 * size, 0.85 * size, 2)
+        spots += np.exp(-((u - cu) ** 2 + (v - cv) ** 2) / (2 * (4 * s) ** 2))
+    albedo = (albedo * (1 - 0.3 * np.clip(spots, 0, 1))[..., None]).astype(np.float32)
+    # strong light from the left: the right side falls into attached shadow (shading <= 0)
+    sh = np.zeros((9, 3))
+    sh[0], sh[1], sh[2], sh[3], sh[6] = [1.0, 0.95, 0.9], 0.3, 0.35, -0.75, -0.05
+    shading = envmap.render_sh(normals, sh)
+    shading[~mask] = 0
+    return normals, mask, albedo, shading, (u, v)
+
+
+def test_albedo_by_division_handles_shadows_and_highlights():
+    size = 128
+    normals, mask, albedo, shading, (u, v) = _textured_sphere(size)
+    assert shading[mask].min() < 0.02  # there is an attached shadow
+    img = albedo * np.clip(shading, 0, None) + np.random.default_rng(0).normal(0, 0.004, albedo.shape)
+    highlight = 0.5 * np.exp(-((u - 50) ** 2 + (v - 45) ** 2) / (2 * 2.5**2))
+    img = np.clip(img + highlight[..., None], 0, None).astype(np.float32)
+    img[~mask] = 0
+    naive = np.clip(img / np.maximum(shading, 1e-4), 0, 1)
+    robust = intrinsics.albedo_by_division(img, shading, mask)
+    assert robust.dtype == np.float32 and robust.min() >= 0 and robust.max() <= 1
+    assert psnr(robust, albedo, mask) > 30.0
+    assert psnr(naive, albedo, mask) < psnr(robust, albedo, mask) - 8.0
+    spot = highlight > 0.25
+    # the highlight is (mostly) gone from the albedo
+    assert np.abs(robust - albedo)[spot].mean() < 0.2 * np.abs(naive - albedo)[spot].mean()
+    spec = intrinsics.specular_map(img, robust, shading, mask)
+    assert spec.shape == mask.shape and spec.min() >= 0 and spec.max() <= 1
+    assert spec[spot].mean() > 0.4 and np.median(spec[mask & (highlight < 1e-3)]) < 0.02
+
+
+def test_specular_map_recovers_the_specular_reflectance_of_a_glossy_patch():
+    size = 128
+    normals, mask, albedo, shading, (u, v) = _textured_sphere(size)
+    sh = np.zeros((9, 3))
+    sh[0], sh[1], sh[2], sh[3] = 0.9, 0.2, 0.5, -0.2  # mostly frontal light
+    shading = envmap.render_sh(normals, sh)
+    mirror = relight.reflect((0, 0, 1), normals)
+    incoming = np.clip(envmap.render_sh(mirror, envmap.sh_shading_to_radiance(sh)), 0, None)
+    patch = mask & ((u - 70) ** 2 + (v - 55) ** 2 < 8**2)
+    ks = np.where(patch, 0.3, 0.0).astype(np.float32)
+    img = (albedo * shading + ks[..., None] * incoming).astype(np.float32)
+    img[~mask] = 0
+    est_albedo = intrinsics.albedo_by_division(img, shading, mask)
+    est = intrinsics.specular_map(img, est_albedo, shading, mask, normals=normals, sh=sh)
+    core = mask & ((u - 70) ** 2 + (v - 55) ** 2 < 5**2)
+    assert np.median(est[core]) == pytest.approx(0.3, abs=0.06)
+    assert np.median(est[mask & ~patch]) < 0.01
+    assert np.abs(est_albedo - albedo)[core].mean() < 0.05
+
+
+def test_albedo_by_division_is_exact_on_clean_well_lit_data():
+    normals, mask, albedo, shading, _ = _textured_sphere(96)
+    lit = mask & (shading.mean(axis=-1) > 0.3)
+    img = (albedo * np.clip(shading, 0, None)).astype(np.float32)
+    robust = intrinsics.albedo_by_division(img, shading, mask)
+    assert np.abs(robust - albedo)[lit].max() < 0.02
+
+
+# ----------------------------------------------------------------------------- shape from shading
+
+
+def _bumpy_sphere(size=128):
+    normals, mask = sphere(size)
+    v, u = np.mgrid[0:size, 0:size] + 0.5
+    radius = 0.45 * size
+    depth = np.sqrt(np.clip(radius**2 - (u - size / 2) ** 2 - (v - size / 2) ** 2, 1e-6, None))
+    bump = np.zeros((size, size))
+    rng = np.random.default_rng(3)
+    for _ in range(25):
+        cu, cv = rng.uniform(0.2 * size, 0.8 * size, 2)
+        s = rng.uniform(0.025, 0.045) * size
+        bump += rng.uniform(-1, 1) * s * 0.6 * np.exp(-((u - cu) ** 2 + (v - cv) ** 2) / (2 * s * s))
+    zx = -(u - size / 2) / depth + np.gradient(bump, axis=1)
+    zy = (v - size / 2) / depth - np.gradient(bump, axis=0)
+    truth = np.stack([-zx, -zy, np.ones_like(zx)], axis=-1)
+    truth /= np.linalg.norm(truth, axis=-1, keepdims=True)
+    mask = mask & (normals[..., 2] > 0.2)
+    truth[~mask] = 0
+    return truth.astype(np.float32), normals, mask
+
+
+def test_sfs_refinement_recovers_detail_normals():
+    truth, smooth, mask = _bumpy_sphere()
+    sh = np.zeros((9, 3))
+    sh[0], sh[1], sh[2], sh[3], sh[6] = 0.9, 0.35, 0.45, -0.4, -0.05
+    albedo = np.array([0.6, 0.45, 0.35], np.float32)
+    img = albedo * envmap.render_sh(truth, sh) + np.random.default_rng(0).normal(0, 0.003, truth.shape)
+    img = np.clip(img, 0, None).astype(np.float32)
+    before = angular_error_deg(smooth, truth, mask)
+    refined = intrinsics.refine_normals_sfs(img, albedo, sh, smooth, mask)
+    after = angular_error_deg(refined, truth, mask)
+    assert np.allclose(np.linalg.norm(refined[mask], axis=-1), 1.0, atol=1e-4)
+    assert np.array_equal(refined[~mask], smooth[~mask])
+    assert after < 0.8 * before, (before, after)
+    # a perturbed start (noise on the normals) is also pulled towards the truth
+    noisy = smooth + np.random.default_rng(1).normal(0, 0.05, smooth.shape).astype(np.float32)
+    noisy /= np.maximum(np.linalg.norm(noisy, axis=-1, keepdims=True), 1e-6)
+    noisy[~mask] = 0
+    refined_noisy = intrinsics.refine_normals_sfs(img, albedo, sh, noisy, mask, smoothness=0.2)
+    assert angular_error_deg(refined_noisy, truth, mask) < angular_error_deg(noisy, truth, mask)
+
+
+def test_decompose_chain_on_a_lit_sphere():
+    img, normals, mask, albedo = _lit_sphere(96)
+    result = intrinsics.decompose(img, normals, mask, sh_iterations=200, sfs_iterations=40)
+    assert result.albedo.shape == img.shape and result.specular.shape == mask.shape
+    # re-rendering reproduces the input
+    rerender = result.albedo * result.shading
+    assert psnr(np.clip(rerender, 0, 1), img, mask) > 35.0
+    assert angular_error_deg(result.normals, normals, mask) < 2.0
+
+
+# ----------------------------------------------------------------------------- Phong relighting
+
+
+def test_relight_constant_environment_is_albedo_times_radiance():
+    normals, mask = sphere(64)
+    albedo = np.full(normals.shape, 0.5, np.float32)
+    env = np.full((16, 32, 3), 0.8, np.float32)
+    out = relight.relight_with_envmap(albedo, normals, np.zeros(mask.shape, np.float32), env)
+    assert np.allclose(out[mask], 0.4, atol=1e-4) and np.all(out[~mask] == 0)
+    spec = relight.relight_with_envmap(albedo, normals, np.full(mask.shape, 0.25, np.float32), env)
+    assert np.allclose(spec[mask], 0.4 + 0.25 * 0.8, atol=1e-4)  # lobe weights sum to 1
+
+
+def test_relight_follows_the_light_direction_and_rotation():
+    normals, mask = sphere(64)
+    albedo = np.full(normals.shape, 0.5, np.float32)
+    env = np.zeros((32, 64, 3), np.float32)
+    env[14:18, 46:50] = 50.0  # a lamp near u = 0.75: +x, the viewer's right
+    out = relight.relight_with_envmap(albedo, normals, np.zeros(mask.shape, np.float32), env)[..., 0]
+    right, left = out[:, 40:][mask[:, 40:]].mean(), out[:, :24][mask[:, :24]].mean()
+    assert right > 5 * max(left, 1e-6)
+    turned = relight.relight_with_envmap(albedo, normals, np.zeros(mask.shape, np.float32), env, rotation_deg=180)[..., 0]
+    assert turned[:, :24][mask[:, :24]].mean() > 5 * max(turned[:, 40:][mask[:, 40:]].mean(), 1e-6)
+
+
+def test_phong_priors_sharpen_with_exponent_and_specular_peaks_at_mirror_direction():
+    normals, mask = sphere(96)
+    env = np.zeros((32, 64, 3), np.float32)
+    env[:, 31:33] = 0.0
+    env[15:17, 0:1] = 400.0
+    env[15:17, 63:64] = 400.0  # a small lamp straight behind the camera (+z)
+    priors = relight.phong_priors(normals, env)
+    assert set(priors) == {1, 16, 32, 64}
+    centre = (48, 48)  # n = +z, mirror direction = +z: every lobe peaks here
+    for k, img in priors.items():
+        assert np.unravel_index(np.argmax(img[..., 0]), mask.shape) == pytest.approx(centre, abs=3), k
+    area = [float((priors[k][..., 0] > 0.5 * priors[k][..., 0].max()).sum()) for k in (1, 16, 32, 64)]
+    assert area[0] > area[1] > area[2] > area[3]
+
+
+def test_shade_phong_rejects_missing_lobes():
+    normals, mask = sphere(16)
+    with pytest.raises(ValueError, match="lacks exponents"):
+        relight.shade_phong(np.ones_like(normals), normals, np.ones(mask.shape), {1: np.ones((8, 16, 3))})
+
+
+def test_relight_with_a_shipped_envmap_path():
+    normals, mask = sphere(48)
+    albedo = np.full(normals.shape, 0.5, np.float32)
+    path = envmap.default_envmaps()[0]
+    out = relight.relight_with_envmap(albedo, normals, np.full(mask.shape, 0.1, np.float32), path, rotation_deg=30)
+    assert np.isfinite(out).all() and out[mask].min() >= 0 and out[mask].mean() > 0
