@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PYTHONHASHSEED := 0
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: setup demo demo-rti test bench extension clean
+.PHONY: setup demo demo-rti demo-avatar test bench extension clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,11 +28,21 @@ demo-rti: setup
 	$(PY) -m pnrelight_cli rti eval demo_out/rti_student assets/examples/rti_synthetic/test --json demo_out/rti_student_eval.json
 	@echo "demo outputs in demo_out/ (previews: demo_out/*/preview.png)"
 
+# Avatar: skimage's astronaut (it ships inside scikit-image; written to demo_out/astronaut.png) -> demo_out/avatar/.
+demo-avatar: setup
+	$(PY) -c "from skimage import data; from pnrelight.imageio import write_image; write_image('demo_out/astronaut.png', data.astronaut())"
+	$(PY) -m pnrelight_cli avatar demo_out/astronaut.png -o demo_out/avatar
+	@echo "avatar in demo_out/avatar/ (avatar.glb, textures/, renders/, preview.png)"
+
 test: setup
 	$(PY) -m pytest -q -ra tests
 
 bench: setup
 	$(PY) benchmarks/rti_bench.py
+
+# Blender extension: core wheel + add-on -> dist/pnrelight-<version>.zip, validated with bpy's blender_ext.py.
+extension: setup
+	$(PY) blender_addon/build.py
 
 clean:
 	rm -rf demo_out build dist *.egg-info

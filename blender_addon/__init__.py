@@ -1,0 +1,18 @@
+"""pnrelight RTI planes: import RTI models (PTM, HSH, NeuralRTI) as relightable planes.
+
+A Blender 4.2+ extension (see blender_manifest.toml); the core comes from the bundled
+``pnrelight`` wheel.
+"""
+from . import operators, panel, preferences, properties
+
+_modules = (preferences, properties, operators, panel)
+
+
+def register():
+    for module in _modules:
+        module.register()
+
+
+def unregister():
+    for module in reversed(_modules):
+        module.unregister()

@@ -1,0 +1,112 @@
+"""File › Import › RTI Plane (pnrelight), and drag-and-drop of a model's info.json."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+from bpy_extras.io_utils import ImportHelper
+
+from . import plane, preferences
+
+
+class PNRELIGHT_OT_import_rti(bpy.types.Operator, ImportHelper):
+    """Import an RTI model folder (PTM, HSH, NeuralRTI) as a relightable plane"""
+
+    bl_idname = "import_scene.pnrelight_rti"
+    bl_label = "Import RTI Plane"
+    bl_options = {"REGISTER", "UNDO", "PRESET"}
+
+    filename_ext = ".json"
+    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})
+    directory: bpy.props.StringProperty(subtype="DIR_PATH", options={"SKIP_SAVE", "HIDDEN"})
+    files: bpy.props.CollectionProperty(type=bpy.types.OperatorFileListElement, options={"SKIP_SAVE", "HIDDEN"})
+
+    source: bpy.props.EnumProperty(
+        name="Coefficients",
+        items=[("AUTO", "Exact when available", "coefficients.npy of pnrelight folders, else the 8-bit planes"),
+               ("PLANES", "8-bit planes", "the JPEG planes, as a web viewer sees them")],
+        default="AUTO")
+    interpolation: bpy.props.EnumProperty(
+        name="Interpolation",
+        items=[("Linear", "Linear", "interpolate coefficients between texels"),
+               ("Closest", "Closest", "one texel per image pixel, exactly")],
+        default="Linear")
+    gain: bpy.props.FloatProperty(name="Gain", default=1.0, min=0.0, soft_max=8.0,
+                                  description="Emission strength: the rendered value is gain times the model's pixel value")
+    linearize: bpy.props.BoolProperty(
+        name="sRGB to Linear", default=False,
+        description="Emit linear light from the model's sRGB pixel values (for the Standard view transform); "
+                    "off emits the values as they are (for the Raw view transform)")
+    light_name: bpy.props.StringProperty(
+        name="Light", default="",
+        description="Light object driving the plane (empty: the nearest sun/point light, else a new sun)")
+
+    def paths(self) -> list[Path]:
+        if self.files and self.directory and any(f.name for f in self.files):
+            return [Path(self.directory) / f.name for f in self.files if f.name]
+        return [Path(self.filepath or self.directory)]
+
+    def execute(self, context):
+        from pnrelight.errors import InputError
+
+        light = None
+        if self.light_name:
+            light = bpy.data.objects.get(self.light_name)
+            if light is None or light.type != "LIGHT" or light.data.type not in plane.DRIVABLE_LIGHT_TYPES:
+                self.report({"ERROR"}, f"no sun, point, spot or area light named {self.light_name!r} (pick a light object)")
+                return {"CANCELLED"}
+        imported = []
+        for path in self.paths():
+            try:
+                imported.append(plane.import_plane(context, path, source=self.source, interpolation=self.interpolation,
+                                                   gain=self.gain, linearize=self.linearize, light=light))
+            except InputError as exc:
+                self.report({"ERROR"}, str(exc))
+                return {"CANCELLED"} if not imported else {"FINISHED"}
+            except Exception as exc:  # noqa: BLE001 - never leave a half-built plane behind
+                self.report({"ERROR"}, f"could not import {path}: {type(exc).__name__}: {exc}")
+                return {"CANCELLED"} if not imported else {"FINISHED"}
+        for obj in imported:
+            s = obj.pnrelight
+            self.report({"INFO"}, f"imported {obj.name}: {s.label}, {s.pixels} px, {s.node_count} nodes, {s.import_seconds:.2f} s")
+        return {"FINISHED"}
+
+    def invoke(self, context, event):
+        prefs = preferences.get(context)
+        if prefs is not None:  # the user's defaults, unless the caller set the option
+            for name in ("interpolation", "linearize"):
+                if not self.properties.is_property_set(name):
+                    setattr(self, name, getattr(prefs, name))
+        if self.directory and self.files:  # dropped on the viewport through the FileHandler
+            return self.invoke_popup(context)
+        return super().invoke(context, event)
+
+
+class PNRELIGHT_FH_rti(bpy.types.FileHandler):
+    bl_idname = "PNRELIGHT_FH_rti_plane"
+    bl_label = "RTI Plane (pnrelight)"
+    bl_import_operator = "import_scene.pnrelight_rti"
+    bl_file_extensions = ".json"
+
+    @classmethod
+    def poll_drop(cls, context):
+        return context.area is not None and context.area.type == "VIEW_3D"
+
+
+def menu_import(self, _context):
+    self.layout.operator(PNRELIGHT_OT_import_rti.bl_idname, text="RTI Plane (pnrelight)")
+
+
+classes = (PNRELIGHT_OT_import_rti, PNRELIGHT_FH_rti)
+
+
+def register():
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    bpy.types.TOPBAR_MT_file_import.append(menu_import)
+
+
+def unregister():
+    bpy.types.TOPBAR_MT_file_import.remove(menu_import)
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)
