@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-demo: setup demo-rti
+demo: setup demo-rti demo-avatar
 
 # RTI: fit HSH and a NeuralRTI teacher on the bundled synthetic example, relight, write previews.
 demo-rti: setup
@@ -39,6 +39,8 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/rti_bench.py
+	$(PY) benchmarks/avatar_bench.py
+	$(PY) benchmarks/avatar_quality.py
 
 # Blender extension: core wheel + add-on -> dist/pnrelight-<version>.zip, validated with bpy's blender_ext.py.
 extension: setup

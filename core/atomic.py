@@ -22,6 +22,7 @@ def atomic_output_dir(final: str | os.PathLike):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _apply_umask(tmp, directory=True)
     if final.exists():
         old = final.with_name(f".{final.name}.old{os.getpid()}")
         os.replace(final, old)
@@ -44,4 +45,22 @@ def atomic_output_file(final: str | os.PathLike):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    _apply_umask(Path(tmp), directory=False)
     os.replace(tmp, final)
+
+
+def _apply_umask(path: Path, *, directory: bool) -> None:
+    """mkdtemp/mkstemp create private (0700/0600) entries; give the result normal permissions."""
+    umask = os.umask(0)
+    os.umask(umask)
+    if directory:
+        os.chmod(path, 0o777 & ~umask)
+        for root, dirs, files in os.walk(path):
+            for d in dirs:
+                os.chmod(os.path.join(root, d), 0o777 & ~umask)
+            for f in files:
+                p = os.path.join(root, f)
+                if os.stat(p).st_mode & 0o777 == 0o600:
+                    os.chmod(p, 0o666 & ~umask)
+    else:
+        os.chmod(path, 0o666 & ~umask)

@@ -5,6 +5,8 @@ import sys
 MODULES = ["pnrelight", "pnrelight.lights", "pnrelight.imageio", "pnrelight.formats.lp", "pnrelight.formats.mlic",
            "pnrelight.formats.rti_folder", "pnrelight.rti.bases", "pnrelight.rti.mlp", "pnrelight.rti.model",
            "pnrelight.avatar.relight", "pnrelight.avatar.color", "pnrelight.avatar.intrinsics",
+           "pnrelight.avatar.raster", "pnrelight.avatar.uv", "pnrelight.avatar.export", "pnrelight.avatar.render",
+           "pnrelight.avatar.preview", "pnrelight.avatar.pipeline",
            "pnrelight.rti.fit", "pnrelight.rti.evaluate", "pnrelight.envmap"]
 
 

@@ -1,0 +1,486 @@
+"""One photo -> relightable face avatar (PN-Relighting appearance path, no learned weights).
+
+Stages (timed, in ``avatar.json``): load photo -> landmarks -> face model -> fit ->
+rasterize the fitted mesh in the photo -> intrinsics (SH lighting, albedo, SfS normals,
+specular) -> UV textures -> export (glb, textures, json) -> free-view renders -> preview.
+
+Frames: the *world* of the renders is the photo's camera frame (OpenGL: x right, y up,
+z to the viewer), so the estimated SH lighting and the environment maps keep the
+orientation they have in the photo; novel views orbit the head centre, yaw 0 being the
+direction of the photo's camera. The exported mesh and the normal textures are in the
+face model's own frame (upright, looking along +z), which is what a glTF viewer expects.
+
+Output folder (written to a temporary sibling and renamed at the end)::
+
+    avatar.glb  avatar.json  preview.png
+    textures/albedo.png (sRGB) albedo.exr (linear)  normal_object.png  normal_tangent.png
+             specular.png  roughness_metallic.png  confidence.png
+    renders/view_yaw-30.png view_yaw+00.png view_yaw+30.png  relit_<envmap>.png (x3)
+    renders/rerender_input.png (the photo re-rendered from the textures, full frame)
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_output_dir
+from ..errors import InputError
+from ..imageio import write_exr, write_image
+from .color import linear_to_srgb, srgb_to_linear
+
+STAGES = ("load", "landmarks", "face model", "fit", "rasterize", "intrinsics", "uv textures", "export", "renders", "preview")
+NOVEL_VIEW_YAWS = (-30.0, 0.0, 30.0)
+DEFAULT_RELIGHT_ENVMAPS = ("studio", "sunset", "forest")
+RENDER_SIZE = 512
+SHADE_TEXELS = 384  # relit textures for the renders: the face spans ~350 of the 512 pixels
+RENDER_BACKGROUND = 1.0  # white behind the head in the renders
+
+
+class _Stages:
+    """Times each stage and advances one progress bar."""
+
+    def __init__(self, show: bool):
+        from ..progress import progress, _Silent
+
+        self.timings: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}  # process CPU seconds (all threads): wall time on a busy machine overstates the work
+        self.bar = progress(total=len(STAGES), desc="avatar", unit="stage") if show else _Silent(None, len(STAGES))
+
+    @contextmanager
+    def __call__(self, name: str):
+        self.bar.set_description(f"avatar: {name}")
+        t0, c0 = time.perf_counter(), time.process_time()
+        yield
+        self.timings[name] = round(time.perf_counter() - t0, 3)
+        self.cpu[name] = round(time.process_time() - c0, 3)
+        self.bar.update(1)
+
+    def close(self):
+        self.bar.close()
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    from .. import __version__
+
+    out = {"pnrelight": __version__, "python": platform.python_version()}
+    for dist in ("numpy", "torch", "mediapipe", "opencv-contrib-python", "scipy", "scikit-image", "pyrender", "PyOpenGL"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+@dataclass
+class Reconstruction:
+    """Everything the avatar is made of, before anything is written (see :func:`reconstruct`)."""
+
+    photo: np.ndarray  # (H, W, 3) sRGB float32
+    face: object  # landmarks.FaceLandmarks of the chosen face
+    num_faces: int
+    face_index: int
+    person_mask: np.ndarray  # (H, W) bool
+    model: object  # face_model.FaceModel
+    fit: object  # fit.FaceFit
+    raster: object  # raster.RasterResult of the fitted mesh in the photo
+    normals_image: np.ndarray  # (H, W, 3) mesh normals, camera frame
+    face_mask: np.ndarray  # (H, W) bool pixels used for the intrinsics
+    intrinsics: object  # intrinsics.Intrinsics
+    textures: dict  # uv.bake_textures output
+    mirror_fill: bool
+    seed: int
+
+
+def build_avatar(
+    photo_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    face_index: int | None = None,
+    face_model_path: str | os.PathLike | None = None,
+    texture_size: int = 1024,
+    seed: int = 0,
+    envmaps: list[str | os.PathLike] | None = None,
+    render_size: int = RENDER_SIZE,
+    progress: bool = True,
+) -> dict:
+    """Build an avatar from one photo into ``out_dir`` (replaced atomically). Returns the avatar.json dict.
+
+    face_index : which detected face (0 = largest; default: the largest, warning when there are several).
+    face_model_path : a FLAME model file instead of the built-in face model.
+    texture_size : UV texture size (power of two). seed : recorded, drives every random choice.
+    envmaps : lat-long .exr/.hdr maps for the relit renders (default: three shipped ones).
+    render_size : pixels of the square renders. progress : show a progress bar over the stages.
+
+    Raises InputError (one line: problem and fix) for an unreadable photo, no face, a face
+    that is too small, a bad face model file, environment map or texture size; then nothing is written.
+    """
+    _check_texture_size(texture_size)
+    envs = _load_relight_envmaps(envmaps)  # a bad --envmap fails before any work
+    stage = _Stages(progress)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            t_start = time.perf_counter()
+            rec = reconstruct(photo_path, face_index=face_index, face_model_path=face_model_path,
+                              texture_size=texture_size, seed=seed, stage=stage)
+            result = _write_outputs(rec, photo_path, out_dir, face_model_path, envs, render_size, stage, caught, t_start)
+        for w in caught:  # recorded in avatar.json, then shown as usual
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    finally:
+        stage.close()
+    return result
+
+
+def _user_warnings(caught) -> list[str]:
+    out: list[str] = []
+    for w in caught:
+        msg = str(w.message)
+        if issubclass(w.category, UserWarning) and msg not in out:
+            out.append(msg)
+    return out
+
+
+def _check_texture_size(texture_size) -> None:
+    t = int(texture_size)
+    if not (64 <= t <= 8192) or t & (t - 1):
+        raise InputError(f"texture size {texture_size} is not a power of two in [64, 8192] (use e.g. --texture-size 1024)")
+
+
+def reconstruct(
+    photo: str | os.PathLike | np.ndarray,
+    *,
+    face_index: int | None = None,
+    face_model_path: str | os.PathLike | None = None,
+    texture_size: int = 1024,
+    seed: int = 0,
+    stage: _Stages | None = None,
+) -> Reconstruction:
+    """Photo (path, or (H, W, 3) sRGB array) -> landmarks, fit, intrinsics and UV textures (nothing written)."""
+    from .face_model import load_default_face_model
+    from .landmarks import detect_faces, person_mask, select_face
+    from .photo import as_rgb, load_photo
+    from .raster import interpolate, rasterize_uv
+    from .uv import bake_textures, rasterize_camera, uv_layout_is_mirror_symmetric, vertex_normals
+
+    _check_texture_size(texture_size)
+    stage = stage or _Stages(False)
+    source = "the image" if isinstance(photo, np.ndarray) else str(photo)
+    with stage("load"):
+        image = as_rgb(photo, name="image") if isinstance(photo, np.ndarray) else load_photo(photo)
+        height, width = image.shape[:2]
+        image_linear = srgb_to_linear(image)
+    with stage("landmarks"):
+        faces = detect_faces(image)
+        face = select_face(faces, face_index, source=source)
+        chosen = faces.index(face)
+        person = person_mask(image) > 0.5
+    with stage("face model"):
+        if face_model_path is None:
+            model = load_default_face_model()
+        else:
+            from .flame import load_flame
+
+            model = load_flame(face_model_path)
+    with stage("fit"):
+        from .fit import fit_face
+
+        fit = fit_face(model, face.points, (height, width), seed=seed)
+    with stage("rasterize"):
+        verts_cam = np.asarray(fit.vertices, dtype=np.float64)
+        tris = np.asarray(model.triangles, dtype=np.int64)
+        raster = rasterize_camera(verts_cam, tris, fit.focal_px, fit.principal_point, height, width)
+        normals_img = interpolate(vertex_normals(verts_cam, tris), tris, raster)
+        normals_img /= np.maximum(np.linalg.norm(normals_img, axis=-1, keepdims=True), 1e-12)
+        normals_img[~raster.mask] = (0.0, 0.0, 1.0)
+        face_mask = raster.mask & (normals_img[..., 2] > 0.05) & person
+        if face_mask.sum() < 200:
+            raise InputError(f"the fitted face covers only {int(face_mask.sum())} pixels of {source} (use a larger, more frontal face)")
+    with stage("intrinsics"):
+        from .intrinsics import decompose
+
+        intr = decompose(image_linear, normals_img, face_mask, seed=seed)
+    with stage("uv textures"):
+        maps = {"albedo": intr.albedo, "normal": intr.normals, "specular": intr.specular}
+        mirror = uv_layout_is_mirror_symmetric(model.uvs, model.uv_mirror)
+        uv_raster = rasterize_uv(model.uvs, tris, texture_size)
+        tex = bake_textures(maps, verts_cam, tris, model.uvs, fit.focal_px, fit.principal_point, texture_size,
+                            rotation=fit.rotation, mirror=mirror, image_raster=raster, uv_raster=uv_raster)
+        tex["uv_raster"] = uv_raster
+    return Reconstruction(photo=image, face=face, num_faces=len(faces), face_index=chosen, person_mask=person, model=model,
+                          fit=fit, raster=raster, normals_image=normals_img, face_mask=face_mask, intrinsics=intr,
+                          textures=tex, mirror_fill=mirror, seed=seed)
+
+
+def _write_outputs(rec: Reconstruction, photo_path, out_dir, face_model_path, envs, render_size, stage, caught, t_start) -> dict:
+    from ..metrics import psnr, ssim
+    from .preview import contact_sheet, crop_box, draw_landmarks
+
+    model, fit, tex, intr = rec.model, rec.fit, rec.textures, rec.intrinsics
+    out_dir = Path(out_dir)
+    with atomic_output_dir(out_dir) as tmp:
+        with stage("export"):
+            _export(tmp, model, fit, tex)
+        with stage("renders"):
+            renders, backend = _renders(tmp, model, fit, tex, intr.sh, envs, render_size)
+            rerender = rerender_photo(model, fit, tex, intr.sh, rec.photo.shape[:2], max_texels=512, image_raster=rec.raster)
+            write_image(tmp / "renders" / "rerender_input.png", rerender["image"])
+        with stage("preview"):
+            top, bottom, left, right = crop_box(rec.raster.mask, margin=0.35)
+            cov = tex["coverage"][..., None]
+            tiles = [("input + landmarks", draw_landmarks(rec.photo, rec.face.points[:, :2])[top:bottom, left:right]),
+                     ("albedo (UV)", np.where(cov, linear_to_srgb(tex["albedo"]), 0.5)),
+                     ("normals (UV, model frame)", np.where(cov, (tex["normal"] + 1) / 2, 0.5)),
+                     ("re-render (textures)", rerender["image"][top:bottom, left:right])]
+            tiles += [(f"view {yaw:+.0f} deg, photo light", img) for yaw, img in renders["views"]]
+            tiles += [(f"relit: {name}", img) for name, img in renders["relit"]]
+            write_image(tmp / "preview.png", contact_sheet(tiles, columns=5))
+        m = rerender["mask"] & rec.face_mask
+        quality = {"rerender_psnr_db": round(psnr(rerender["image"], rec.photo, m), 3),
+                   "rerender_ssim": round(ssim(rerender["image"], rec.photo, m), 4),
+                   "mask_pixels": int(m.sum())}
+        stage.timings["total"] = round(time.perf_counter() - t_start, 3)
+        height, width = rec.photo.shape[:2]
+        summary = {
+            "photo": str(photo_path),
+            "image_size": [int(width), int(height)],
+            "model": {"name": model.name, "vertices": int(len(model.vertices)), "triangles": int(len(model.triangles)),
+                      "path": None if face_model_path is None else str(face_model_path), "uv_mirror_fill": bool(rec.mirror_fill)},
+            "faces_detected": int(rec.num_faces),
+            "face_index": int(rec.face_index),
+            "landmarks": {"backend": rec.face.backend, "bbox_px": [float(x) for x in rec.face.bbox], "score": float(rec.face.score)},
+            "camera": {"focal_px": float(fit.focal_px), "principal_point": [float(x) for x in fit.principal_point],
+                       "rotation": np.asarray(fit.rotation, dtype=float).round(6).tolist(),
+                       "translation": np.asarray(fit.translation, dtype=float).round(6).tolist(),
+                       "convention": "OpenGL camera frame: x right, y up, z to the viewer; u = cx + f X/(-Z), v = cy - f Y/(-Z); "
+                                     "vertices_cam = rotation @ model_vertex + translation"},
+            "fit": {k: v for k, v in fit.to_json().items() if k not in ("focal_px", "principal_point", "rotation", "translation")},
+            "sh_lighting": {"coefficients": np.asarray(intr.sh, dtype=float).round(6).tolist(),
+                            "meaning": "order-2 real SH (pnrelight.envmap.sh_basis), 9 x RGB, render_sh(n) = diffuse shading (irradiance / pi), camera frame"},
+            "textures": {"size": int(tex["albedo"].shape[0]), "coverage": round(float(tex["coverage"].mean()), 4),
+                         "visible_fraction_of_coverage": round(float(tex["visible"].sum() / max(tex["coverage"].sum(), 1)), 4)},
+            "quality": quality,
+            "render_backend": backend,
+            "relight_envmaps": [name for name, _ in envs],
+            "seeds": {"seed": int(rec.seed), "fit": int(getattr(fit, "seed", rec.seed)), "intrinsics": int(intr.seed)},
+            "versions": _versions(),
+            "timings_s": dict(stage.timings),
+            "cpu_s": dict(stage.cpu),
+            "warnings": _user_warnings(caught),
+        }
+        files = {str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()} | {"avatar.json"}
+        summary["files"] = sorted(files)
+        (tmp / "avatar.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def model_frame_mesh(model, fit) -> np.ndarray:
+    """Fitted vertices (V, 3) in the face model's frame: R^T (v_cam - t)."""
+    R = np.asarray(fit.rotation, dtype=np.float64)
+    return (np.asarray(fit.vertices, dtype=np.float64) - np.asarray(fit.translation, dtype=np.float64)) @ R
+
+
+def _export(tmp: Path, model, fit, tex) -> None:
+    from .export import encode_png, roughness_metallic_from_specular, tangent_space_normal_map, vertex_tangents, write_glb
+    from .uv import vertex_normals
+
+    verts = model_frame_mesh(model, fit).astype(np.float32)
+    tris = np.asarray(model.triangles)
+    normals = vertex_normals(verts, tris)
+    tangents = vertex_tangents(verts, normals, model.uvs, tris)
+    n_tan = tangent_space_normal_map(tex["normal"], verts, normals, tangents, model.uvs, tris, uv_raster=tex.get("uv_raster"))
+    # The three glTF textures are encoded once and written both as files and into the glb.
+    pngs = {"albedo": encode_png(linear_to_srgb(tex["albedo"])), "normal_tangent": encode_png((n_tan + 1) / 2),
+            "roughness_metallic": encode_png(roughness_metallic_from_specular(tex["specular"]))}
+    tdir = tmp / "textures"
+    tdir.mkdir()
+    for name, data in pngs.items():
+        (tdir / f"{name}.png").write_bytes(data)
+    write_exr(tdir / "albedo.exr", tex["albedo"])
+    write_image(tdir / "normal_object.png", (tex["normal"] + 1) / 2)
+    write_image(tdir / "specular.png", np.clip(tex["specular"], 0, 1), bits=16)
+    write_image(tdir / "confidence.png", tex["filled_confidence"])
+    write_glb(tmp / "avatar.glb", verts, tris, model.uvs, normals, pngs["albedo"], pngs["normal_tangent"], pngs["roughness_metallic"],
+              tangents=tangents, name="avatar")
+
+
+def _load_relight_envmaps(envmaps) -> list[tuple[str, np.ndarray]]:
+    """(name, lat-long radiance) of the environment maps for the relit renders (default: three shipped ones)."""
+    from ..envmap import ENVMAP_DIR, default_envmaps, load_envmap
+
+    if envmaps:
+        paths = [Path(p) for p in envmaps]
+    else:
+        shipped = {p.stem: p for p in default_envmaps()}
+        paths = [shipped[n] for n in DEFAULT_RELIGHT_ENVMAPS if n in shipped] or list(shipped.values())[:3]
+        if not paths:
+            raise InputError(f"no environment maps in {ENVMAP_DIR} (reinstall pnrelight or pass --envmap FILE)")
+    return [(p.stem, load_envmap(p)) for p in paths]
+
+
+def _renders(tmp: Path, model, fit, tex, sh, envs, render_size):
+    """Novel views under the photo's lighting, and the photo-direction view relit by environment maps."""
+    from .render import TexturedRenderer, framing, orbit_pose
+
+    rdir = tmp / "renders"
+    rdir.mkdir(exist_ok=True)
+    verts = np.asarray(fit.vertices, dtype=np.float64)
+    tris = np.asarray(model.triangles)
+    shade_size = min(tex["albedo"].shape[0], SHADE_TEXELS)
+    surface = texel_surface(model, fit, _downsample_textures(tex, shade_size))
+    photo_light = sh_prefiltered(sh)
+    yfov = 25.0
+    center, distance = framing(verts, yfov_deg=yfov, margin=1.1)
+    # Yaw 0 looks from the photo's camera direction (the origin) towards the head.
+    to_camera = -center / max(np.linalg.norm(center), 1e-9)
+    base_yaw = float(np.degrees(np.arctan2(to_camera[0], to_camera[2])))
+    out = {"views": [], "relit": []}
+    with TexturedRenderer((render_size, render_size), yfov_deg=yfov, background=RENDER_BACKGROUND) as renderer:
+        for yaw in NOVEL_VIEW_YAWS:
+            pose = orbit_pose(center, distance, base_yaw + yaw)
+            colour = shade_texels(surface, pose[:3, 3], photo_light)
+            img, _ = renderer.render(verts, tris, model.uvs, linear_to_srgb(colour), pose)
+            write_image(rdir / f"view_yaw{yaw:+03.0f}.png", img)
+            out["views"].append((yaw, img))
+        pose = orbit_pose(center, distance, base_yaw)
+        facing = surface.normals[surface.normals[:, 2] > 0.3]
+        for name, env in envs:
+            colour = shade_texels(surface, pose[:3, 3], envmap_prefiltered(env, facing))
+            img, _ = renderer.render(verts, tris, model.uvs, linear_to_srgb(colour), pose)
+            write_image(rdir / f"relit_{name}.png", img)
+            out["relit"].append((name, img))
+        backend = renderer.backend
+    return out, backend
+
+
+@dataclass
+class TexelSurface:
+    """The covered texels of a size x size texture set, ready for shading.
+
+    index : (N,) flat indices of the covered texels; positions (N, 3) camera-frame surface points;
+    normals (N, 3) camera-frame unit normals (from the normal texture); albedo (N, 3) linear;
+    specular (N,); nearest : (size * size,) flat index of each texel's nearest covered texel
+    (so shaded textures are padded past the island borders and bilinear lookups never see black).
+    """
+
+    size: int
+    index: np.ndarray
+    positions: np.ndarray
+    normals: np.ndarray
+    albedo: np.ndarray
+    specular: np.ndarray
+    nearest: np.ndarray
+
+
+def texel_surface(model, fit, tex: dict, uv_raster=None) -> TexelSurface:
+    """Gather the covered texels of ``tex`` (albedo, normal in the model frame, specular) with their
+    camera-frame positions; ``uv_raster`` is ``rasterize_uv`` at the textures' size if already known."""
+    from scipy import ndimage
+
+    from .raster import interpolate, rasterize_uv
+
+    size = tex["albedo"].shape[0]
+    r = rasterize_uv(model.uvs, model.triangles, size) if uv_raster is None else uv_raster
+    index = np.flatnonzero(r.mask.reshape(-1))
+    pos = interpolate(np.asarray(fit.vertices, dtype=np.float64), model.triangles, r).reshape(-1, 3)[index]
+    normals = tex["normal"].reshape(-1, 3)[index] @ np.asarray(fit.rotation, dtype=np.float64).T
+    _, (ri, ci) = ndimage.distance_transform_edt(~r.mask, return_indices=True)
+    return TexelSurface(size=size, index=index, positions=pos.astype(np.float64), normals=normals.astype(np.float32),
+                        albedo=tex["albedo"].reshape(-1, 3)[index].astype(np.float32),
+                        specular=np.asarray(tex["specular"]).reshape(-1)[index].astype(np.float32),
+                        nearest=(ri * size + ci).reshape(-1))
+
+
+def shade_texels(surface: TexelSurface, eye: np.ndarray, prefiltered: dict) -> np.ndarray:
+    """Linear colour (T, T, 3) of every texel (albedo x diffuse + specular x glossy Phong lobes,
+    ``relight.shade_phong``) seen from ``eye`` (3,) in the camera frame; uncovered texels repeat the nearest covered one."""
+    from .relight import shade_phong
+
+    view = np.asarray(eye, dtype=np.float64) - surface.positions
+    view = (view / np.maximum(np.linalg.norm(view, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+    colour = shade_phong(surface.albedo[:, None], surface.normals[:, None], surface.specular[:, None], prefiltered, view[:, None])
+    full = np.zeros((surface.size * surface.size, 3), dtype=np.float32)
+    full[surface.index] = colour[:, 0]
+    return full[surface.nearest].reshape(surface.size, surface.size, 3)
+
+
+def sh_prefiltered(sh: np.ndarray, height: int = 32) -> dict[int, np.ndarray]:
+    """Phong-prefiltered lat-long maps {1, 16, 32, 64} of the photo's SH lighting.
+
+    Exponent 1 is the SH shading itself (exact: the cosine lobe of an order-2 SH radiance);
+    the glossy lobes prefilter the band-limited radiance behind it (negative lobes clipped).
+    """
+    from ..envmap import PHONG_EXPONENTS, latlong_directions, prefilter_phong, render_sh, sh_shading_to_radiance
+
+    # Order-2 radiance is smooth: a 16-row grid is plenty for the glossy lobes (and 20x cheaper).
+    radiance = np.clip(render_sh(latlong_directions(16), sh_shading_to_radiance(sh)), 0.0, None)
+    pre = {int(e): prefilter_phong(radiance, e, height, source_height=16) for e in PHONG_EXPONENTS if e != 1}
+    pre[1] = np.clip(render_sh(latlong_directions(height), sh), 0.0, None).astype(np.float32)
+    return pre
+
+
+def envmap_prefiltered(env: np.ndarray, exposure_normals: np.ndarray | None = None, height: int = 32) -> dict[int, np.ndarray]:
+    """Phong-prefiltered lat-long maps of an environment, scaled (auto exposure) so that the diffuse
+    shading of ``exposure_normals`` (N, 3) has its 90th luminance percentile at 0.75."""
+    from ..envmap import PHONG_EXPONENTS, prefilter_phong, sample_latlong
+    from .intrinsics import luminance
+
+    # Speed (2 CPU cores, three maps per avatar): lobes from a 32 x 64 source, broad lobes (n <= 16)
+    # stored at 16 x 32. Preview quality; the shipped maps are only 64 x 128 to begin with.
+    pre = {int(e): prefilter_phong(env, e, height if e > 16 else height // 2, source_height=32) for e in PHONG_EXPONENTS}
+    if exposure_normals is not None and len(exposure_normals):
+        level = float(np.percentile(luminance(sample_latlong(pre[1], exposure_normals)), 90))
+        scale = 0.75 / max(level, 1e-8)
+        pre = {k: (v * scale).astype(np.float32) for k, v in pre.items()}
+    return pre
+
+
+def _downsample_textures(tex: dict, size: int) -> dict:
+    import cv2
+
+    out = {}
+    for key in ("albedo", "normal", "specular"):
+        t = tex[key]
+        if t.shape[0] != size:
+            t = cv2.resize(t, (size, size), interpolation=cv2.INTER_AREA)
+        if key == "normal":
+            t = t / np.maximum(np.linalg.norm(t, axis=-1, keepdims=True), 1e-12)
+        out[key] = t.astype(np.float32)
+    return out
+
+
+def rerender_photo(model, fit, tex, sh, photo_hw, *, max_texels: int | None = None, image_raster=None) -> dict:
+    """The photo re-rendered from the UV textures alone: albedo, normal and specular textures shaded by the
+    estimated SH lighting, drawn with the fitted camera. Returns image (H, W, 3) sRGB and mask (H, W) bool.
+
+    max_texels : shade textures downsampled to at most this size (speed); image_raster : the fitted mesh
+    already rasterised in the photo.
+    """
+    import cv2
+
+    from .raster import interpolate
+    from .uv import rasterize_camera
+
+    h, w = photo_hw
+    T = tex["albedo"].shape[0]
+    uv_raster = tex.get("uv_raster")
+    if max_texels is not None and T > max_texels:
+        tex, T, uv_raster = _downsample_textures(tex, max_texels), max_texels, None
+    colour = shade_texels(texel_surface(model, fit, tex, uv_raster), np.zeros(3), sh_prefiltered(sh))
+    r = image_raster if image_raster is not None else rasterize_camera(
+        np.asarray(fit.vertices, dtype=np.float64), model.triangles, fit.focal_px, fit.principal_point, h, w)
+    uv = interpolate(model.uvs, model.triangles, r)
+    mx = (uv[..., 0] * T - 0.5).astype(np.float32)
+    my = ((1.0 - uv[..., 1]) * T - 0.5).astype(np.float32)
+    img = cv2.remap(linear_to_srgb(colour), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    img[~r.mask] = 0.0
+    return {"image": img, "mask": r.mask}

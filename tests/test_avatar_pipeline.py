@@ -1,0 +1,248 @@
+"""End to end: ``pnrelight avatar`` on skimage's astronaut, and every bad input (exit 2, one line, nothing written)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from avatar_synthetic import blender_import_glb
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def astronaut_png(tmp_path_factory):
+    from skimage import data
+
+    from pnrelight.imageio import write_image
+
+    return write_image(tmp_path_factory.mktemp("photo") / "astronaut.png", data.astronaut())
+
+
+@pytest.fixture(scope="module")
+def avatar_dir(astronaut_png, tmp_path_factory):
+    out = tmp_path_factory.mktemp("avatar") / "astronaut_avatar"
+    proc = run_cli("avatar", astronaut_png, "-o", out, "--texture-size", "256")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "avatar written to" in proc.stdout
+    return out
+
+
+@pytest.mark.slow
+def test_cli_writes_every_output(avatar_dir):
+    summary = json.loads((avatar_dir / "avatar.json").read_text())
+    expected = {"avatar.glb", "avatar.json", "preview.png", "textures/albedo.png", "textures/albedo.exr", "textures/normal_object.png",
+                "textures/normal_tangent.png", "textures/specular.png", "textures/roughness_metallic.png", "textures/confidence.png",
+                "renders/view_yaw-30.png", "renders/view_yaw+00.png", "renders/view_yaw+30.png", "renders/rerender_input.png"}
+    assert expected <= set(summary["files"])
+    assert len([f for f in summary["files"] if f.startswith("renders/relit_")]) == 3
+    for rel in summary["files"]:
+        assert (avatar_dir / rel).is_file() and (avatar_dir / rel).stat().st_size > 0, rel
+    # Nothing left over from the atomic write.
+    assert not [p for p in avatar_dir.parent.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.slow
+def test_avatar_json_records_the_run(avatar_dir):
+    s = json.loads((avatar_dir / "avatar.json").read_text())
+    assert s["model"]["name"] and s["model"]["vertices"] > 400
+    assert s["image_size"] == [512, 512] and s["faces_detected"] == 1
+    assert 100 < s["camera"]["focal_px"] < 5000
+    assert np.allclose(np.asarray(s["camera"]["rotation"]) @ np.asarray(s["camera"]["rotation"]).T, np.eye(3), atol=1e-4)
+    assert s["fit"]["landmark_residual_px"] < 6.0
+    sh = np.asarray(s["sh_lighting"]["coefficients"])
+    assert sh.shape == (9, 3) and np.all(sh[0] > 0)
+    assert s["seeds"]["seed"] == 0 and "numpy" in s["versions"]
+    stages = {"load", "landmarks", "face model", "fit", "rasterize", "intrinsics", "uv textures", "export", "renders", "preview"}
+    assert stages <= set(s["timings_s"]) and s["timings_s"]["total"] > 0
+    # The photo re-rendered from the textures alone matches it inside the face.
+    assert s["quality"]["rerender_psnr_db"] > 22.0 and s["quality"]["rerender_ssim"] > 0.6
+
+
+@pytest.mark.slow
+def test_textures_have_sane_content(avatar_dir):
+    from pnrelight.imageio import read_exr, read_image
+
+    albedo = read_image(avatar_dir / "textures" / "albedo.png")
+    assert albedo.shape == (256, 256, 3)
+    centre = albedo[96:160, 96:160].reshape(-1, 3).mean(0)
+    assert centre[0] > centre[2] and 0.2 < centre.mean() < 0.95  # skin: red over blue, neither black nor white
+    assert albedo.std() > 0.03
+    # No seam along the mirror line u = 0.5: the colour step between the two middle columns is ordinary.
+    seen = read_image(avatar_dir / "textures" / "confidence.png")[:, :-1] > 0
+    step = np.abs(np.diff(albedo, axis=1)).max(-1)
+    assert step[:, 127][seen[:, 127]].mean() < 2 * step[seen].mean()
+    lin = read_exr(avatar_dir / "textures" / "albedo.exr")
+    assert lin.shape == (256, 256, 3) and np.isfinite(lin).all() and 0 <= lin.min() and lin.max() <= 1
+    n = read_image(avatar_dir / "textures" / "normal_object.png") * 2 - 1
+    assert np.abs(np.linalg.norm(n, axis=-1) - 1).mean() < 0.02
+    assert np.median(n[64:192, 64:192, 2]) > 0.7  # model frame: the face looks along +z
+    nt = read_image(avatar_dir / "textures" / "normal_tangent.png") * 2 - 1
+    assert np.median(nt[..., 2]) > 0.8  # tangent-space detail normals stay close to the surface normal
+    preview = read_image(avatar_dir / "preview.png")
+    assert preview.shape[0] > 400 and preview.shape[1] > 1000 and preview.std() > 0.1
+    views = [read_image(avatar_dir / "renders" / f"view_yaw{y}.png") for y in ("-30", "+00", "+30")]
+    for v in views:
+        face = (v.max(-1) < 0.97)
+        assert 0.1 < face.mean() < 0.9  # the head is in the frame on a light background
+    assert np.abs(views[0] - views[2]).mean() > 0.02  # different viewpoints, different pictures
+
+
+@pytest.mark.slow
+def test_glb_loads_in_trimesh(avatar_dir):
+    trimesh = pytest.importorskip("trimesh")
+    s = json.loads((avatar_dir / "avatar.json").read_text())
+    scene = trimesh.load(avatar_dir / "avatar.glb")
+    (mesh,) = scene.geometry.values()
+    assert len(mesh.vertices) == s["model"]["vertices"] and len(mesh.faces) == s["model"]["triangles"]
+    mat = mesh.visual.material
+    assert mat.baseColorTexture.size == (256, 256) and mat.normalTexture is not None and mat.metallicRoughnessTexture is not None
+    extent = mesh.vertices.max(0) - mesh.vertices.min(0)
+    assert 0.08 < extent[1] < 0.4  # a head-sized mesh in metres, upright
+
+
+@pytest.mark.slow
+@pytest.mark.blender
+def test_glb_imports_in_blender(avatar_dir):
+    pytest.importorskip("bpy")
+    s = json.loads((avatar_dir / "avatar.json").read_text())
+    res = blender_import_glb(avatar_dir / "avatar.glb")
+    assert res["status"] == ["FINISHED"] and len(res["meshes"]) == 1
+    assert res["meshes"][0]["vertices"] >= s["model"]["vertices"]  # Blender may split vertices along sharp edges
+    assert res["meshes"][0]["polygons"] == s["model"]["triangles"]
+    assert {"base_color", "normal", "metallic_roughness"} <= set(res["images"])
+    assert res["images"]["base_color"]["size"] == [256, 256]
+
+
+def _assert_clean_failure(proc, out, needle):
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("pnrelight")]
+    assert len(lines) == 1 and needle in lines[0], proc.stderr[-2000:]
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")]
+
+
+def test_unreadable_file_exits_2(tmp_path):
+    bad = tmp_path / "photo.png"
+    bad.write_text("not an image")
+    out = tmp_path / "out"
+    _assert_clean_failure(run_cli("avatar", bad, "-o", out), out, "cannot read image")
+    missing = tmp_path / "missing.jpg"
+    _assert_clean_failure(run_cli("avatar", missing, "-o", out), out, "not found")
+
+
+def test_blank_image_has_no_face(tmp_path):
+    from pnrelight.imageio import write_image
+
+    blank = write_image(tmp_path / "blank.png", np.full((240, 320, 3), 0.6, np.float32))
+    out = tmp_path / "out"
+    _assert_clean_failure(run_cli("avatar", blank, "-o", out), out, "no face")
+
+
+def test_face_too_small_exits_2(tmp_path):
+    import cv2
+    from skimage import data
+
+    from pnrelight.imageio import write_image
+
+    small = cv2.resize(data.astronaut(), None, fx=0.45, fy=0.45, interpolation=cv2.INTER_AREA)
+    canvas = np.full((800, 800, 3), 128, np.uint8)
+    canvas[100 : 100 + small.shape[0], 100 : 100 + small.shape[1]] = small
+    photo = write_image(tmp_path / "small.png", canvas)
+    out = tmp_path / "out"
+    _assert_clean_failure(run_cli("avatar", photo, "-o", out), out, "face too small")
+
+
+def test_face_index_out_of_range_exits_2(tmp_path, astronaut_png):
+    out = tmp_path / "out"
+    _assert_clean_failure(run_cli("avatar", astronaut_png, "-o", out, "--face-index", "3"), out, "--face-index 3 is out of range")
+
+
+def test_missing_envmap_exits_2(tmp_path, astronaut_png):
+    out = tmp_path / "out"
+    _assert_clean_failure(run_cli("avatar", astronaut_png, "-o", out, "--envmap", tmp_path / "nope.exr"), out, "environment map not found")
+
+
+def test_bad_texture_size_exits_2(tmp_path, astronaut_png):
+    out = tmp_path / "out"
+    _assert_clean_failure(run_cli("avatar", astronaut_png, "-o", out, "--texture-size", "300"), out, "power of two")
+
+
+@pytest.mark.slow
+def test_several_faces_use_the_largest_with_a_warning(tmp_path):
+    import cv2
+    from skimage import data
+
+    from pnrelight.imageio import write_image
+
+    big = data.astronaut()
+    small = cv2.resize(big, None, fx=0.75, fy=0.75, interpolation=cv2.INTER_AREA)
+    canvas = np.full((512, 512 + 384, 3), 128, np.uint8)
+    canvas[:, :512] = big
+    canvas[64:448, 512:] = small
+    photo = write_image(tmp_path / "two.png", canvas)
+    out = tmp_path / "two_avatar"
+    proc = run_cli("avatar", photo, "-o", out, "--texture-size", "64")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warning = [ln for ln in proc.stderr.splitlines() if ln.startswith("pnrelight: warning")]
+    assert len(warning) == 1 and "--face-index" in warning[0] and "2 faces" in warning[0]
+    s = json.loads((out / "avatar.json").read_text())
+    assert s["faces_detected"] == 2 and s["face_index"] == 0 and s["landmarks"]["bbox_px"][2] < 512  # the big, left face
+    assert s["warnings"] and "--face-index" in s["warnings"][0]
+
+
+def _write_ellipsoid_flame(folder):
+    """A FLAME-layout model file (plain arrays) for a head-sized ellipsoid, with a landmark embedding
+    (``.npz`` with mediapipe ``landmark_indices``) that puts the default model's landmarks on its front."""
+    import pickle
+
+    import scipy.sparse
+
+    from pnrelight.avatar.face_model import load_default_face_model
+
+    n_lat, n_lon = 30, 60
+    lat = np.linspace(-np.pi / 2, np.pi / 2, n_lat + 1)[1:-1]
+    lon = np.linspace(-np.pi, np.pi, n_lon, endpoint=False)
+    la, lo = np.meshgrid(lat, lon, indexing="ij")
+    v = np.stack([0.075 * np.cos(la) * np.sin(lo), 0.1 * np.sin(la), 0.09 * np.cos(la) * np.cos(lo)], -1).reshape(-1, 3)
+    v = np.concatenate([v, [[0, -0.1, 0], [0, 0.1, 0]]])
+    south, north = len(v) - 2, len(v) - 1
+    idx = np.arange(n_lat - 1)[:, None] * n_lon + np.arange(n_lon)[None]
+    a, b = idx[:-1], np.roll(idx[:-1], -1, axis=1)
+    c, d = idx[1:], np.roll(idx[1:], -1, axis=1)
+    tris = np.concatenate([np.stack([a, b, d], -1).reshape(-1, 3), np.stack([a, d, c], -1).reshape(-1, 3),
+                           np.stack([np.full(n_lon, south), idx[0, (np.arange(n_lon) + 1) % n_lon], idx[0]], 1),
+                           np.stack([np.full(n_lon, north), idx[-1], idx[-1, (np.arange(n_lon) + 1) % n_lon]], 1)])
+    rng = np.random.default_rng(0)
+    shapedirs = np.stack([1e-3 * np.sin(v @ rng.normal(size=3) * 20)[:, None] * rng.normal(size=3) for _ in range(20)], -1)
+    flame = dict(v_template=v, f=tris.astype(np.uint32), shapedirs=shapedirs, posedirs=np.zeros((len(v), 3, 36)),
+                 J_regressor=scipy.sparse.random(5, len(v), density=0.05, random_state=1, format="csc"),
+                 weights=np.full((len(v), 5), 0.2), kintree_table=np.array([[-1, 0, 1, 1, 1], [0, 1, 2, 3, 4]]))
+    path = folder / "generic_model.pkl"
+    path.write_bytes(pickle.dumps(flame, protocol=2))
+    # Landmarks: the default face's landmark points, scaled onto the ellipsoid's front, on the nearest front triangle.
+    face = load_default_face_model()
+    pts = face.landmark_points()
+    ok = np.flatnonzero(np.isfinite(pts).all(1))
+    xy = pts[ok, :2] * (0.06 / np.abs(pts[ok, 0]).max())
+    cen = v[tris].mean(1)
+    front = np.flatnonzero(cen[:, 2] > 0.02)
+    nearest = front[np.argmin(((cen[front, None, :2] - xy[None]) ** 2).sum(-1), axis=0)]
+    np.savez(folder / "mediapipe_landmark_embedding.npz", lmk_face_idx=nearest, lmk_b_coords=np.full((len(ok), 3), 1 / 3),
+             landmark_indices=ok)
+    return path, len(v)
+
+
+@pytest.mark.slow
+def test_cli_with_a_flame_model_file(astronaut_png, tmp_path):
+    trimesh = pytest.importorskip("trimesh")
+    model, num_vertices = _write_ellipsoid_flame(tmp_path)
+    out = tmp_path / "flame_avatar"
+    proc = run_cli("avatar", astronaut_png, "-o", out, "--face-model", model, "--texture-size", "128")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    s = json.loads((out / "avatar.json").read_text())
+    assert "flame" in s["model"]["name"].lower() and s["model"]["path"] == str(model)
+    assert s["fit"]["shape"] and s["fit"]["landmark_residual_px"] < 20
+    (mesh,) = trimesh.load(out / "avatar.glb").geometry.values()
+    assert len(mesh.vertices) >= num_vertices  # FLAME vertices (plus copies along the UV seam)
+    assert (out / "preview.png").is_file()
