@@ -425,3 +425,113 @@ def test_relight_with_a_shipped_envmap_path():
     path = envmap.default_envmaps()[0]
     out = relight.relight_with_envmap(albedo, normals, np.full(mask.shape, 0.1, np.float32), path, rotation_deg=30)
     assert np.isfinite(out).all() and out[mask].min() >= 0 and out[mask].mean() > 0
+
+
+# ----------------------------------------------------------------------------- face-specific robustness and display
+
+
+def _shading_pattern_error(sh, normals, mask):
+    """Relative error of the luminance shading pattern (scale-free: the albedo/light gauge is arbitrary)."""
+    est = intrinsics.luminance(envmap.render_sh(normals[mask], sh))
+    true = intrinsics.luminance(envmap.render_sh(normals[mask], TRUE_SH))
+    est, true = est / est.mean(), true / true.mean()
+    return float(np.sqrt(np.mean((est - true) ** 2)))
+
+
+def test_sh_lighting_without_albedo_ignores_regions_of_another_colour(monkeypatch):
+    # skin-coloured sphere whose top 30 % is brown "hair": too many pixels for the residual reweighting alone
+    img, normals, mask, albedo = _lit_sphere()
+    v, u = np.mgrid[0:128, 0:128]
+    img[v < 45] *= np.array([0.3, 0.2, 0.1], np.float32) / albedo
+    robust = _shading_pattern_error(intrinsics.estimate_sh_lighting(img, normals, mask), normals, mask)
+    monkeypatch.setattr(intrinsics, "CHROMA_SIGMAS", 0.0)
+    plain = _shading_pattern_error(intrinsics.estimate_sh_lighting(img, normals, mask), normals, mask)
+    assert robust < 0.01 and plain > 10 * robust, (robust, plain)
+
+
+def test_decompose_keeps_protected_features_out_of_the_light_fit_and_dark():
+    img, normals, mask, albedo = _lit_sphere()
+    v, u = np.mgrid[0:128, 0:128]
+    eye = ((u - 64) ** 2 + (v - 45) ** 2) < 18**2
+    img[eye] *= 0.5  # a darker feature with the skin's chromaticity
+    result = intrinsics.decompose(img, normals, mask, protect=eye, sfs_iterations=0)
+    assert _shading_pattern_error(result.sh, normals, mask) < 0.01
+    ratio = result.albedo[eye].mean(0) / result.albedo[mask & ~eye].mean(0)
+    assert np.allclose(ratio, 0.5, atol=0.03)  # kept as albedo, not blended towards the skin around it
+
+
+def test_specular_map_is_consistent_with_the_sh_rerender():
+    # a glossy patch under the SH light: re-rendering albedo * shading + k_s * glossy lobes gives the image back
+    from pnrelight.avatar.pipeline import sh_prefiltered
+
+    normals, mask = sphere(96)
+    albedo = np.array([0.55, 0.4, 0.3], np.float32)
+    grey_sh = TRUE_SH[:, 1:2].repeat(3, 1) * 0.6  # white light: the highlight is white
+    shading = envmap.render_sh(normals, grey_sh).astype(np.float32)
+    ks_true = np.where(mask, 0.15, 0.0).astype(np.float32)
+    glossy = sum(w * relight.phong_priors(normals, sh_prefiltered(grey_sh))[k] for k, w in relight.DEFAULT_SPECULAR_WEIGHTS.items() if w)
+    img = albedo * shading + ks_true[..., None] * glossy
+    front = mask & (normals[..., 2] > 0.5)
+    ks = intrinsics.specular_map(img, albedo, shading, mask, normals=normals, sh=grey_sh)
+    assert np.abs(ks[front] - 0.15).mean() < 0.02, np.percentile(ks[front], [5, 50, 95])
+
+
+def test_tone_map_highlights_keeps_mid_tones_and_hue():
+    x = np.array([[0.2, 0.5, 0.79], [0.4, 0.9, 1.2], [1.0, 2.0, 1.6], [2.4, 2.0, 0.4]], np.float32)
+    y = relight.tone_map_highlights(x)
+    assert np.array_equal(y[0], x[0])  # below the knee: unchanged
+    assert y.max() < 1.0 and np.all(np.diff(y.max(-1)[1:]) > 0)  # compressed below 1, still ordered
+    assert relight.tone_map_highlights(np.full((1, 3), 1e4, np.float32)).max() <= 1.0
+    for k in (1, 2, 3):
+        assert np.allclose(y[k] / y[k].max(), x[k] / x[k].max(), atol=1e-6)  # hue (channel ratios) kept
+    ramp = relight.tone_map_highlights(np.linspace(0, 2, 201, dtype=np.float32)[:, None].repeat(3, 1))[:, 0]
+    assert np.all(np.diff(ramp) > 0) and np.abs(np.diff(ramp, 2)).max() < 2e-3  # monotonic and smooth at the knee
+
+
+def test_relight_exposure_gives_the_face_the_same_mean_shading_under_every_map():
+    from pnrelight.avatar.pipeline import RELIGHT_MEAN_SHADING, envmap_prefiltered
+
+    normals, mask = sphere(48)
+    facing = normals[mask & (normals[..., 2] > 0.3)]
+    for path in envmap.default_envmaps()[:4]:
+        pre = envmap_prefiltered(envmap.load_envmap(path), facing)
+        level = intrinsics.luminance(envmap.sample_latlong(pre[1], facing)).mean()
+        assert level == pytest.approx(RELIGHT_MEAN_SHADING, rel=1e-3), path.stem
+
+
+def test_facial_feature_mask_covers_eyes_brows_and_lips_only():
+    from mediapipe.python.solutions import face_mesh_connections as fmc
+
+    from pnrelight.avatar.pipeline import facial_feature_mask
+
+    rng = np.random.default_rng(0)
+    points = np.column_stack([rng.uniform(100, 300, 478), rng.uniform(100, 300, 478)])  # a 200 px "face"
+    centres = {}
+    for name, edges, centre in (("lips", fmc.FACEMESH_LIPS, (200, 260)), ("left eye", fmc.FACEMESH_LEFT_EYE, (240, 170)),
+                                ("right eye", fmc.FACEMESH_RIGHT_EYE, (160, 170)), ("left brow", fmc.FACEMESH_LEFT_EYEBROW, (240, 140)),
+                                ("right brow", fmc.FACEMESH_RIGHT_EYEBROW, (160, 140))):
+        idx = sorted({i for e in edges for i in e})
+        angle = np.linspace(0, 2 * np.pi, len(idx), endpoint=False)
+        points[idx] = np.column_stack([centre[0] + 20 * np.cos(angle), centre[1] + 6 * np.sin(angle)])
+        centres[name] = centre
+    feature = {i for edges in (fmc.FACEMESH_LIPS, fmc.FACEMESH_LEFT_EYE, fmc.FACEMESH_RIGHT_EYE, fmc.FACEMESH_LEFT_EYEBROW,
+                               fmc.FACEMESH_RIGHT_EYEBROW) for e in edges for i in e}
+    others = np.array(sorted(set(range(478)) - feature))
+    points[others] = np.column_stack([np.r_[100, 300, 300, 100], np.r_[100, 100, 300, 300]]).repeat(len(others), 0)[: len(others)]
+    m = facial_feature_mask(points, (400, 400))
+    assert all(m[cy, cx] for cx, cy in centres.values())
+    assert m[230, 200] == 0 and m[200, 120] == 0  # nose and cheek are skin
+    assert 0.02 < m.mean() < 0.08
+    assert facial_feature_mask(points[:68], (400, 400)) is None  # other landmark layouts: no mask
+
+
+def test_contact_sheet_labels_are_drawn_in_the_label_strip():
+    from pnrelight.avatar.preview import contact_sheet
+
+    grey = np.full((64, 64, 3), 0.5, np.float32)
+    sheet = contact_sheet([("relit: studio", grey), ("", grey)], columns=2, tile=128, label_height=22)
+    assert sheet.shape == (150, 256, 3)
+    label = sheet[:22, :128]
+    assert label.min() < 0.2 and 0.01 < (label < 0.5).mean() < 0.4  # dark anti-aliased text on white
+    assert np.all(sheet[:22, 128:] == 1.0)  # an empty label draws nothing
+    assert np.allclose(sheet[22 + 32 : 22 + 96, 32:96], 0.5)  # the tile itself is untouched

@@ -26,6 +26,14 @@ from ..errors import InputError
 
 LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # Rec. 709 / sRGB primaries
 SATURATED_LINEAR = 0.95  # ~0.98 in sRGB: treat as clipped
+CHROMA_SIGMAS = 2.5  # light fit without albedo: keep pixels this close (robust sigmas) to the skin's chromaticity; 0 = off
+SPECULAR_MIN_LIGHT = 0.5  # specular_map: the mirror-direction light is taken as at least this x the shading
+# decompose's SfS: albedo blur (fraction of the face size), prior, smoothness, Adam step (checked on
+# benchmarks/avatar_quality.py: weaker priors or smoother offsets do not lower the normal error).
+SFS_ALBEDO_BLUR = 0.05
+SFS_PRIOR = 0.1
+SFS_SMOOTHNESS = 0.05
+SFS_LR = 0.05
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
@@ -114,6 +122,8 @@ def estimate_sh_lighting(
             "(use a better exposed, more frontal photo)"
         )
     valid &= lum > 0.1 * np.median(lum[valid])  # deep shadows are not explained by SH shading
+    if albedo is None and CHROMA_SIGMAS:
+        valid &= _skin_coloured(image, valid, CHROMA_SIGMAS)
     idx = np.flatnonzero(valid.ravel())
     rng = np.random.default_rng(seed)
     if idx.size > max_samples:
@@ -149,6 +159,20 @@ def estimate_sh_lighting(
     if albedo is None and normalize:
         sh = _normalize_sh(sh, normals[valid])
     return sh
+
+
+def _skin_coloured(image: np.ndarray, valid: np.ndarray, sigmas: float) -> np.ndarray:
+    """(H, W) bool: pixels whose chromaticity (log R/G, log B/G) lies within ``sigmas`` robust standard
+    deviations of the median over ``valid`` -- the dominant (skin) albedo colour. Shading changes the
+    brightness but hardly the chromaticity of a white-ish light, so hair, brows, lips and stubble drop out."""
+    eps = 1e-4
+    chroma = np.stack([np.log((image[..., 0] + eps) / (image[..., 1] + eps)), np.log((image[..., 2] + eps) / (image[..., 1] + eps))], -1)
+    ref = np.median(chroma[valid], axis=0)
+    dev = chroma - ref
+    spread = 1.4826 * np.median(np.abs(dev[valid]), axis=0) + 1e-3
+    dist = np.sqrt(((dev / spread) ** 2).sum(-1))
+    keep = dist < sigmas
+    return keep if (keep & valid).sum() >= 0.5 * valid.sum() else np.ones_like(valid)
 
 
 def _adam_sh(opt, theta, q, y, iterations, reweight_at):
@@ -408,14 +432,21 @@ def specular_map(
     m = mask[crop]
     white = _white_part(image - albedo * shading, albedo * shading)
     if normals is not None and sh is not None:
-        from ..envmap import sh_shading_to_radiance
+        from ..envmap import latlong_directions, prefilter_phong, sample_latlong, sh_shading_to_radiance
+        from .relight import DEFAULT_SPECULAR_WEIGHTS
 
         n = np.asarray(normals, dtype=np.float32)[crop]
         v = np.asarray(view_dir, dtype=np.float32)
-        mirror = 2.0 * (n @ v)[..., None] * n - v
+        mirror = (2.0 * (n @ v)[..., None] * n - v).reshape(-1, 3)
+        # The light the renderer (relight.shade_phong) multiplies k_s with: the weighted Phong lobes of
+        # the SH radiance at the mirror direction, so that re-rendering gives the photo back.
+        radiance = np.clip(render_sh(latlong_directions(16), sh_shading_to_radiance(sh)), 0.0, None)
+        glossy = sum(w * sample_latlong(prefilter_phong(radiance, k, 32, source_height=16), mirror)
+                     for k, w in DEFAULT_SPECULAR_WEIGHTS.items() if w)
+        glossy = luminance(glossy).reshape(m.shape)
         # The radiance behind a hemisphere SH fit is unreliable (band 2 is amplified 4x):
-        # never let it fall below the shading, which bounds k_s from above.
-        incoming = np.maximum(luminance(np.clip(render_sh(mirror, sh_shading_to_radiance(sh)), 0.0, None)), luminance(shading))
+        # never let it fall far below the shading, which bounds k_s from above.
+        incoming = np.maximum(glossy, SPECULAR_MIN_LIGHT * luminance(shading))
     else:
         incoming = luminance(shading)
     ref = float(np.median(incoming[m])) if m.any() else 1.0
@@ -594,7 +625,9 @@ def decompose(
     """SH lighting (Eq. 1) -> albedo (Eq. 3) -> SfS detail normals -> albedo again -> specular.
 
     image_linear (H, W, 3) linear, normals (H, W, 3) mesh normals in the camera frame,
-    mask (H, W) face pixels; ``protect`` (H, W) bool keeps eyes/lips out of highlight removal.
+    mask (H, W) face pixels; ``protect`` (H, W) bool marks what is not skin (eyes, brows, lips):
+    left out of the light fit (unless that leaves less than half the face) and out of the
+    albedo's highlight / shadow logic.
     The first albedo is blurred before SfS so shading detail goes into the normals; the
     final albedo divides by the shading of the refined normals. Albedo and light share an
     unknown scale/colour: the light is made achromatic (see :func:`estimate_sh_lighting`).
@@ -606,13 +639,16 @@ def decompose(
     full_shape = mask.shape
     protect_c = None if protect is None else np.asarray(protect, dtype=bool)[crop]
     image, normals, mask = image[crop], normals[crop], mask[crop]
-    sh = estimate_sh_lighting(image, normals, mask, iterations=sh_iterations, seed=seed)
+    # Eyes, brows and lips are not skin: leave them out of the light fit (the albedo is assumed uniform there).
+    sh_mask = mask if protect_c is None or (mask & ~protect_c).sum() < 0.5 * mask.sum() else mask & ~protect_c
+    sh = estimate_sh_lighting(image, normals, sh_mask, iterations=sh_iterations, seed=seed)
     shading0 = np.where(mask[..., None], render_sh(normals, sh), 0.0).astype(np.float32)
     albedo0 = albedo_by_division(image, shading0, mask, protect=protect_c)
     # Albedo smoothed at ~5% of the face: finer shading variation is left for the normals to explain.
     # SfS is kept conservative (prior 0.1): albedo and shape detail are not separable in general.
-    smooth_albedo = _blur(albedo0, max(1.5, 0.05 * _face_scale(mask)))
-    refined = refine_normals_sfs(image, smooth_albedo, sh, normals, mask, iterations=sfs_iterations, prior=0.1, smoothness=0.05)
+    smooth_albedo = _blur(albedo0, max(1.5, SFS_ALBEDO_BLUR * _face_scale(mask)))
+    refined = refine_normals_sfs(image, smooth_albedo, sh, normals, mask, iterations=sfs_iterations, prior=SFS_PRIOR,
+                                 smoothness=SFS_SMOOTHNESS, lr=SFS_LR)
     shading = np.where(mask[..., None], render_sh(refined, sh), 0.0).astype(np.float32)
     albedo, conf = albedo_by_division(image, shading, mask, protect=protect_c, return_confidence=True)
     spec = specular_map(image, albedo, shading, mask, normals=refined, sh=sh)

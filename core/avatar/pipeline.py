@@ -26,7 +26,7 @@ import platform
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,13 @@ DEFAULT_RELIGHT_ENVMAPS = ("studio", "sunset", "forest")
 RENDER_SIZE = 512
 SHADE_TEXELS = 384  # relit textures for the renders: the face spans ~350 of the 512 pixels
 RENDER_BACKGROUND = 1.0  # white behind the head in the renders
+# Relit renders: every environment map is scaled so the face's mean diffuse shading (luminance of
+# E_1 over the camera-facing texels) is RELIGHT_MEAN_SHADING -- the face has about the same mean
+# brightness under every map -- then tone-mapped (relight.tone_map_highlights).
+RELIGHT_MEAN_SHADING = 0.5
+# k_s is measured against the photo's band-limited SH light, whose peaks are far lower than the small
+# bright lamps of an HDR map: at full strength those lamps turn skin into chrome.
+RELIGHT_SPECULAR_SCALE = 0.35
 
 
 class _Stages:
@@ -208,7 +215,7 @@ def reconstruct(
     with stage("intrinsics"):
         from .intrinsics import decompose
 
-        intr = decompose(image_linear, normals_img, face_mask, seed=seed)
+        intr = decompose(image_linear, normals_img, face_mask, seed=seed, protect=facial_feature_mask(face.points, (height, width)))
     with stage("uv textures"):
         maps = {"albedo": intr.albedo, "normal": intr.normals, "specular": intr.specular}
         mirror = uv_layout_is_mirror_symmetric(model.uvs, model.uv_mirror)
@@ -219,6 +226,37 @@ def reconstruct(
     return Reconstruction(photo=image, face=face, num_faces=len(faces), face_index=chosen, person_mask=person, model=model,
                           fit=fit, raster=raster, normals_image=normals_img, face_mask=face_mask, intrinsics=intr,
                           textures=tex, mirror_fill=mirror, seed=seed)
+
+
+def facial_feature_mask(points_px: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
+    """(H, W) bool: eyes, eyebrows and lips (mouth included) from the 478 mediapipe landmarks (N, 2+) in pixels.
+
+    Their albedo is not skin: they are kept out of the SH lighting fit and out of the albedo's
+    highlight / shadow logic (``intrinsics.decompose(protect=...)``: white sclera and teeth are not
+    highlights, dark brows are not cast shadows). Each region is the convex hull of its mediapipe
+    contour, grown by ~2 % of the face size (brows 3 %: hairs spread past the contour).
+    None for other landmark layouts.
+    """
+    import cv2
+
+    points = np.asarray(points_px, dtype=np.float64)
+    if points.ndim != 2 or len(points) < 468:
+        return None
+    from mediapipe.python.solutions import face_mesh_connections as fmc
+
+    face_size = float(np.ptp(points[:, 0]) + np.ptp(points[:, 1])) / 2
+    mask = np.zeros(shape, np.uint8)
+    regions = ((fmc.FACEMESH_LEFT_EYE, 0.02), (fmc.FACEMESH_RIGHT_EYE, 0.02), (fmc.FACEMESH_LIPS, 0.02),
+               (fmc.FACEMESH_LEFT_EYEBROW, 0.03), (fmc.FACEMESH_RIGHT_EYEBROW, 0.03))
+    for edges, grow in regions:
+        idx = sorted({i for edge in edges for i in edge})
+        hull = cv2.convexHull(np.round(points[idx, :2] * 4).astype(np.int32))  # 2 fractional bits
+        region = np.zeros(shape, np.uint8)
+        cv2.fillConvexPoly(region, hull, 1, lineType=cv2.LINE_8, shift=2)
+        radius = max(1, int(round(grow * face_size)))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        mask |= cv2.dilate(region, kernel)
+    return mask.astype(bool)
 
 
 def _write_outputs(rec: Reconstruction, photo_path, out_dir, face_model_path, envs, render_size, stage, caught, t_start) -> dict:
@@ -329,6 +367,7 @@ def _load_relight_envmaps(envmaps) -> list[tuple[str, np.ndarray]]:
 
 def _renders(tmp: Path, model, fit, tex, sh, envs, render_size):
     """Novel views under the photo's lighting, and the photo-direction view relit by environment maps."""
+    from .relight import tone_map_highlights
     from .render import TexturedRenderer, framing, orbit_pose
 
     rdir = tmp / "renders"
@@ -353,8 +392,9 @@ def _renders(tmp: Path, model, fit, tex, sh, envs, render_size):
             out["views"].append((yaw, img))
         pose = orbit_pose(center, distance, base_yaw)
         facing = surface.normals[surface.normals[:, 2] > 0.3]
+        env_surface = replace(surface, specular=surface.specular * np.float32(RELIGHT_SPECULAR_SCALE))
         for name, env in envs:
-            colour = shade_texels(surface, pose[:3, 3], envmap_prefiltered(env, facing))
+            colour = tone_map_highlights(shade_texels(env_surface, pose[:3, 3], envmap_prefiltered(env, facing)))
             img, _ = renderer.render(verts, tris, model.uvs, linear_to_srgb(colour), pose)
             write_image(rdir / f"relit_{name}.png", img)
             out["relit"].append((name, img))
@@ -428,9 +468,14 @@ def sh_prefiltered(sh: np.ndarray, height: int = 32) -> dict[int, np.ndarray]:
     return pre
 
 
-def envmap_prefiltered(env: np.ndarray, exposure_normals: np.ndarray | None = None, height: int = 32) -> dict[int, np.ndarray]:
+def envmap_prefiltered(env: np.ndarray, exposure_normals: np.ndarray | None = None, height: int = 32,
+                       mean_shading: float = RELIGHT_MEAN_SHADING) -> dict[int, np.ndarray]:
     """Phong-prefiltered lat-long maps of an environment, scaled (auto exposure) so that the diffuse
-    shading of ``exposure_normals`` (N, 3) has its 90th luminance percentile at 0.75."""
+    shading E_1 of ``exposure_normals`` (N, 3) has mean luminance ``mean_shading``.
+
+    The mean (not a high percentile) of the diffuse irradiance is what makes the face equally bright
+    under a soft sky and under one hard lamp; the lamp's highlights are left to the tone mapping.
+    """
     from ..envmap import PHONG_EXPONENTS, prefilter_phong, sample_latlong
     from .intrinsics import luminance
 
@@ -438,8 +483,8 @@ def envmap_prefiltered(env: np.ndarray, exposure_normals: np.ndarray | None = No
     # stored at 16 x 32. Preview quality; the shipped maps are only 64 x 128 to begin with.
     pre = {int(e): prefilter_phong(env, e, height if e > 16 else height // 2, source_height=32) for e in PHONG_EXPONENTS}
     if exposure_normals is not None and len(exposure_normals):
-        level = float(np.percentile(luminance(sample_latlong(pre[1], exposure_normals)), 90))
-        scale = 0.75 / max(level, 1e-8)
+        level = float(np.mean(luminance(sample_latlong(pre[1], exposure_normals))))
+        scale = mean_shading / max(level, 1e-8)
         pre = {k: (v * scale).astype(np.float32) for k, v in pre.items()}
     return pre
 

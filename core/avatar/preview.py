@@ -53,8 +53,6 @@ def contact_sheet(tiles: list[tuple[str, np.ndarray]], *, columns: int = 4, tile
     tiles : list of (label, image (h, w, 3) or (h, w) in [0, 1], sRGB for display); each image is
     scaled to fit a ``tile`` x ``tile`` cell. Returns (rows * (tile + label_height), columns * tile, 3) float32.
     """
-    import cv2
-
     rows = -(-len(tiles) // columns)
     cell_h = tile + label_height
     sheet = np.ones((rows * cell_h, columns * tile, 3), dtype=np.float32)
@@ -62,6 +60,36 @@ def contact_sheet(tiles: list[tuple[str, np.ndarray]], *, columns: int = 4, tile
         r, c = divmod(k, columns)
         y, x = r * cell_h, c * tile
         sheet[y + label_height : y + cell_h, x : x + tile] = _fit_tile(image, tile)
-        scale = 0.45 * tile / 256
-        cv2.putText(sheet, str(label), (x + 4, y + label_height - 6), cv2.FONT_HERSHEY_SIMPLEX, scale, (0.0, 0.0, 0.0), 1, cv2.LINE_AA)
+        _draw_label(sheet, str(label), x + 4, y, tile - 8, label_height)
     return sheet
+
+
+def _label_font(size: int):
+    """Pillow's built-in TrueType font (shipped inside Pillow >= 10.1, anti-aliased) or None."""
+    try:
+        from PIL import ImageFont
+
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError, ImportError):  # old Pillow or no FreeType
+        return None
+
+
+def _draw_label(sheet: np.ndarray, text: str, x: int, y: int, width: int, height: int) -> None:
+    """Black anti-aliased ``text`` into sheet[y : y + height, x : x + width] (in place).
+
+    OpenCV's Hershey stroke font has no real lower case at small sizes (an "i" comes out as a
+    dotless stroke that resamples into odd glyphs), so labels are drawn with a TrueType font.
+    """
+    font = _label_font(max(8, int(round(height * 0.68))))
+    if font is None:
+        import cv2
+
+        cv2.putText(sheet, text, (x, y + height - 6), cv2.FONT_HERSHEY_SIMPLEX, height / 48, (0.0, 0.0, 0.0), 1, cv2.LINE_AA)
+        return
+    from PIL import Image, ImageDraw
+
+    canvas = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(canvas).text((0, height // 2), text, fill=255, font=font, anchor="lm")
+    ink = np.asarray(canvas, dtype=np.float32)[..., None] / 255.0
+    region = sheet[y : y + height, x : x + width]
+    region *= 1.0 - ink[: region.shape[0], : region.shape[1]]

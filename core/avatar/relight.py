@@ -21,7 +21,10 @@ import numpy as np
 
 from ..envmap import PHONG_EXPONENTS, as_latlong, latlong_lookup, load_envmap, prefilter_phong_set, rotation_y
 
-DEFAULT_SPECULAR_WEIGHTS = {1: 0.0, 16: 0.5, 32: 0.3, 64: 0.2}  # skin: mostly a broad gloss, a little sharp shine
+# Skin: mostly a broad sheen, a little sharp shine (with more weight on 32/64 the lamps of a studio map
+# print as mirror images on the forehead and the face reads as metal).
+DEFAULT_SPECULAR_WEIGHTS = {1: 0.0, 16: 0.7, 32: 0.2, 64: 0.1}
+HIGHLIGHT_KNEE = 0.8  # tone_map_highlights: linear values below this are kept as they are
 VIEW_DIR = (0.0, 0.0, 1.0)  # towards the viewer of an orthographic-ish face crop
 
 
@@ -132,3 +135,19 @@ def _prefiltered_file(path: str, stamp: int, out_height: int) -> dict[int, np.nd
     for latlong in pre.values():
         latlong.setflags(write=False)
     return pre
+
+
+def tone_map_highlights(linear: np.ndarray, knee: float = HIGHLIGHT_KNEE) -> np.ndarray:
+    """Soft shoulder for display: linear (..., 3) -> (..., 3) in [0, 1].
+
+    Below ``knee`` (largest channel) colours are unchanged; above it the largest channel m is
+    compressed to knee + (1 - knee) (1 - exp(-(m - knee) / (1 - knee))) (continuous slope 1 at the
+    knee, approaching 1) and the other channels are scaled by the same factor, so highlights keep
+    their hue instead of clipping to flat white or shifting colour channel by channel.
+    """
+    x = np.clip(np.asarray(linear, dtype=np.float32), 0.0, None)
+    peak = x.max(axis=-1, keepdims=True)
+    width = np.float32(1.0 - knee)
+    squeezed = knee + width * (1.0 - np.exp(-(peak - knee) / width))
+    scale = np.where(peak > knee, squeezed / np.maximum(peak, 1e-12), 1.0)
+    return (x * scale).astype(np.float32)
