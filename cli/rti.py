@@ -96,12 +96,33 @@ def _load_mlic(folder: Path, min_lights: int = 1):
     return load_mlic(folder, min_lights=min_lights, progress=progress)
 
 
+ENCODER_FILE = "encoder.npz"
+
+
 def _save_with_preview(model, output: Path, quality: int) -> None:
+    """Write the model folder, its preview and (neural) the encoder weights beside info.json."""
     from pnrelight.formats.rti_folder import save_model
     from pnrelight.imageio import write_image
     from pnrelight.rti.preview import preview_strip
 
-    save_model(model, output, quality=quality, extra_files={"preview.png": lambda p: write_image(p, preview_strip(model))})
+    extra = {"preview.png": lambda p: write_image(p, preview_strip(model))}
+    training = model.meta.get("training") or {}
+    encoder = training.pop("encoder", None)
+    if encoder is not None:  # ~70k floats: kept out of info.json, which web viewers download
+        arrays = {f"w{i}": np.asarray(w, np.float32) for i, (w, _) in enumerate(encoder)}
+        arrays.update({f"b{i}": np.asarray(b, np.float32) for i, (_, b) in enumerate(encoder)})
+        extra[ENCODER_FILE] = lambda p: np.savez(p, **arrays)
+        training["encoder_file"] = ENCODER_FILE
+    save_model(model, output, quality=quality, extra_files=extra)
+
+
+def _load_encoder(folder: Path):
+    """Encoder layers [(W, b), ...] saved by _save_with_preview, or None."""
+    path = folder / ENCODER_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        return [(data[f"w{i}"].astype(np.float64), data[f"b{i}"].astype(np.float64)) for i in range(len(data.files) // 2)]
 
 
 def _report_holdout(model, heldout) -> None:
@@ -169,6 +190,9 @@ def cmd_distill(args) -> int:
     holdout = args.holdout if args.holdout is not None else teacher.meta.get("holdout_every")
     train, heldout = split_holdout(mlic, holdout)
     kwargs = {"hidden": args.hidden, "alpha": args.alpha, "seed": args.seed, "progress": progress}
+    encoder = _load_encoder(args.teacher)
+    if encoder is not None:
+        teacher.meta.setdefault("training", {})["encoder"] = encoder  # starts the student's encoder
     if args.epochs:
         kwargs["epochs"] = args.epochs
     start = time.perf_counter()

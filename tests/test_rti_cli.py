@@ -114,3 +114,29 @@ def test_help_everywhere():
     for args in (["--help"], ["rti", "--help"], ["rti", "fit", "--help"], ["rti", "distill", "--help"], ["rti", "relight", "--help"], ["rti", "eval", "--help"]):
         r = run_cli(*args)
         assert r.returncode == 0 and "usage:" in r.stdout
+
+
+def test_neural_teacher_and_student_through_the_cli(tmp_path):
+    teacher, student = tmp_path / "teacher", tmp_path / "student"
+    r = run_cli("rti", "fit", EXAMPLE, "--basis", "neural", "--epochs", "2", "--holdout", "5", "-o", teacher)
+    assert r.returncode == 0, r.stderr
+    info = json.loads((teacher / "info.json").read_text())
+    assert info["type"] == "neural" and info["planes"] == 9 and info["samples"] == 52
+    assert (teacher / "encoder.npz").is_file() and (teacher / "info.json").stat().st_size < 200_000
+    assert info["pnrelight"]["training"]["encoder_file"] == "encoder.npz" and info["pnrelight"]["seed"] == 0
+    r = run_cli("rti", "distill", teacher, EXAMPLE, "--epochs", "2", "-o", student)
+    assert r.returncode == 0, r.stderr
+    assert "723 parameters vs teacher 3303" in r.stdout and "held-out lights (8)" in r.stdout
+    sinfo = json.loads((student / "info.json").read_text())
+    assert sinfo["samples"] == 20 and sinfo["pnrelight"]["alpha"] == 0.3 and sinfo["pnrelight"]["role"] == "student"
+    r = run_cli("rti", "eval", student, EXAMPLE / "test", "--json", tmp_path / "s.json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["mean"]["psnr"] > 20
+    r = run_cli("rti", "relight", student, "--light", "-0.4", "0.5", "-o", tmp_path / "s.png")
+    assert r.returncode == 0 and read_image(tmp_path / "s.png").shape == (128, 128, 3)
+
+
+def test_distill_needs_a_neural_teacher(tmp_path):
+    run_cli("rti", "fit", EXAMPLE, "--basis", "ptm", "-o", tmp_path / "ptm")
+    r = run_cli("rti", "distill", tmp_path / "ptm", EXAMPLE, "-o", tmp_path / "s")
+    assert r.returncode == 2 and "needs a neural teacher" in r.stderr and not (tmp_path / "s").exists()

@@ -1,0 +1,149 @@
+"""RTI quality and speed: PTM, HSH-4/9/16, NeuralRTI teacher, DisK student and plain student.
+
+Fits every model on the Dome training lights (``train/``, 49 lights) and evaluates held-out
+PSNR/SSIM inside the mask on the 20 test lights (``test/``). Also measures relighting
+throughput (megapixels/s of ``pnrelight.rti.model.relight`` with numpy) on a 4096 x 4096
+coefficient image drawn with each model's coefficient statistics.
+
+Goals: teacher >= HSH-9 + 0.5 dB; student within 0.3 dB of the teacher and better than the
+plain student; student decoder <= 25 % of the teacher's parameters and >= 3x its throughput;
+"student-extra16" also distils at 16 random extra lights per batch (the teacher can be queried
+anywhere), to measure whether that helps;
+teacher + student training <= 10 min on the 2-core machine.
+
+Run: ``.venv/bin/python benchmarks/rti_bench.py [--quick] [--data DIR] [--size 4096]``.
+Prints a table and writes ``benchmarks/results/rti_bench.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rti" / "dome"
+
+
+def throughput(model, size: int, repeat: int, rng: np.random.Generator) -> float:
+    """Megapixels per second of ``relight`` on a size x size copy of ``model`` with random coefficients."""
+    from pnrelight.rti.model import RTIModel, relight
+
+    c = model.coefficients.reshape(-1, model.coefficients.shape[-1])
+    mean, std = c.mean(0), c.std(0)
+    big = np.empty((size * size, c.shape[1]), np.float32)
+    for s in range(0, size * size, 1 << 22):
+        n = min(1 << 22, size * size - s)
+        big[s:s + n] = rng.standard_normal((n, c.shape[1]), dtype=np.float32) * std + mean
+    big_model = RTIModel(kind=model.kind, colorspace=model.colorspace, coefficients=big.reshape(size, size, -1),
+                         terms=model.terms, layers=model.layers)
+    light = np.array([0.3, 0.4, np.sqrt(1 - 0.25)])
+    relight(big_model, light)  # warm-up (allocations)
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        relight(big_model, light)
+        best = min(best, time.perf_counter() - t0)
+    return size * size / best / 1e6
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with train/ and test/ MLICs")
+    ap.add_argument("--quick", action="store_true", help="smoke run: few epochs, 1024^2 throughput")
+    ap.add_argument("--epochs", type=int, default=None, help="teacher/student epochs (default: the trainer's)")
+    ap.add_argument("--size", type=int, default=None, help="throughput image side (default 4096, quick 1024)")
+    ap.add_argument("--repeat", type=int, default=3, help="throughput repeats (best is kept)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=RESULTS / "rti_bench.json")
+    args = ap.parse_args(argv)
+
+    if not (args.data / "train").is_dir() or not (args.data / "test").is_dir():
+        print(f"skipped: no Dome data at {args.data} (needs train/ and test/ MLIC folders)")
+        return 0
+
+    import torch
+
+    from pnrelight.formats.mlic import load_mlic
+    from pnrelight.rti import mlp, neural
+    from pnrelight.rti.evaluate import evaluate
+    from pnrelight.rti.fit import fit_linear
+
+    size = args.size or (1024 if args.quick else 4096)
+    epochs = args.epochs or (3 if args.quick else None)
+    ekw = {"epochs": epochs} if epochs else {}
+    train = load_mlic(args.data / "train")
+    test = load_mlic(args.data / "test")
+    if test.mask is None and train.mask is not None:
+        test.mask = train.mask
+
+    rows = []
+
+    def add(name, model, seconds, record=None):
+        report = evaluate(model, test)
+        row = {"model": name, "label": model.label, "fit_seconds": round(seconds, 2),
+               "psnr": round(report["mean"]["psnr"], 3), "ssim": round(report["mean"]["ssim"], 4),
+               "coefficients": int(model.coefficients.shape[-1]),
+               "decoder_parameters": mlp.decoder_parameters(model.layers) if model.layers else 0}
+        if record is not None:
+            row["training"] = {k: v for k, v in record.items() if k != "encoder"}
+        rows.append((row, model))
+        print(f"  {name:<14} {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  ({seconds:.1f} s)", flush=True)
+
+    print(f"Dome: {len(train.names)} train lights, {len(test.names)} test lights, {train.shape[1]}x{train.shape[0]}, "
+          f"torch threads 2, load average {os.getloadavg()[0]:.1f}", flush=True)
+    for name, kind, terms in [("ptm", "ptm", None), ("hsh-4", "hsh", 4), ("hsh-9", "hsh", 9), ("hsh-16", "hsh", 16)]:
+        t0 = time.perf_counter()
+        model = fit_linear(train, kind, terms, "rgb")
+        add(name, model, time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    teacher, trec = neural.train_teacher(train, seed=args.seed, threads=2, **ekw)
+    add("teacher", teacher, time.perf_counter() - t0, trec)
+    teacher.meta["training"] = trec  # as `pnrelight rti fit` stores it: the student starts from its encoder
+    t0 = time.perf_counter()
+    student, srec = neural.distill_student(teacher, train, seed=args.seed, threads=2, **ekw)
+    add("student", student, time.perf_counter() - t0, srec)
+    t0 = time.perf_counter()
+    student_x, sxrec = neural.distill_student(teacher, train, seed=args.seed, threads=2, extra_lights=16, **ekw)
+    add("student-extra16", student_x, time.perf_counter() - t0, sxrec)
+    t0 = time.perf_counter()
+    plain, prec = neural.train_student_plain(train, seed=args.seed, threads=2, **ekw)
+    add("plain-student", plain, time.perf_counter() - t0, prec)
+
+    rng = np.random.default_rng(args.seed)
+    for row, model in rows:
+        row["relight_mpix_per_s"] = round(throughput(model, size, args.repeat, rng), 2)
+
+    by = {r["model"]: r for r, _ in rows}
+    checks = {
+        "teacher_minus_hsh9_db": round(by["teacher"]["psnr"] - by["hsh-9"]["psnr"], 3),
+        "student_minus_teacher_db": round(by["student"]["psnr"] - by["teacher"]["psnr"], 3),
+        "student_minus_plain_db": round(by["student"]["psnr"] - by["plain-student"]["psnr"], 3),
+        "extra_lights_gain_db": round(by["student-extra16"]["psnr"] - by["student"]["psnr"], 3),
+        "student_param_ratio": round(by["student"]["decoder_parameters"] / by["teacher"]["decoder_parameters"], 3),
+        "student_speedup": round(by["student"]["relight_mpix_per_s"] / by["teacher"]["relight_mpix_per_s"], 2),
+        "teacher_plus_student_seconds": round(by["teacher"]["fit_seconds"] + by["student"]["fit_seconds"], 1),
+    }
+    print(f"\n{'model':<14} {'label':<16} {'fit s':>7} {'PSNR':>7} {'SSIM':>7} {'params':>7} {'MP/s':>8}")
+    for row, _ in rows:
+        print(f"{row['model']:<14} {row['label']:<16} {row['fit_seconds']:>7.1f} {row['psnr']:>7.2f} {row['ssim']:>7.4f} "
+              f"{row['decoder_parameters']:>7d} {row['relight_mpix_per_s']:>8.1f}")
+    for k, v in checks.items():
+        print(f"{k}: {v}")
+    result = {"data": str(args.data), "quick": args.quick, "seed": args.seed, "throughput_size": size,
+              "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_average": os.getloadavg(),
+              "python": sys.version.split()[0], "torch": torch.__version__,
+              "models": [r for r, _ in rows], "checks": checks}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
