@@ -42,12 +42,4 @@ class PNRELIGHT_PT_plane(bpy.types.Panel):
 
 classes = (PNRELIGHT_PT_plane,)
 
-
-def register():
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)

@@ -27,12 +27,4 @@ def get(context) -> PNRELIGHT_AP_preferences | None:
 
 classes = (PNRELIGHT_AP_preferences,)
 
-
-def register():
-    for cls in classes:
-        bpy.utils.register_class(cls)
-
-
-def unregister():
-    for cls in reversed(classes):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(classes)
