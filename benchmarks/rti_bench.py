@@ -112,8 +112,12 @@ def main(argv=None) -> int:
     student_x, sxrec = neural.distill_student(teacher, train, seed=args.seed, threads=2, extra_lights=16, **ekw)
     add("student-extra16", student_x, time.perf_counter() - t0, sxrec)
     t0 = time.perf_counter()
-    plain, prec = neural.train_student_plain(train, seed=args.seed, threads=2, **ekw)
+    skw = {"epochs": neural.STUDENT_EPOCHS, **ekw}  # same budget as the distilled student
+    plain, prec = neural.train_student_plain(train, seed=args.seed, threads=2, **skw)
     add("plain-student", plain, time.perf_counter() - t0, prec)
+    t0 = time.perf_counter()  # same start as the distilled student (teacher's encoder), no teacher in the loss
+    plain_ti, ptrec = neural.distill_student(teacher, train, alpha=1.0, seed=args.seed, threads=2, **ekw)
+    add("plain-tinit", plain_ti, time.perf_counter() - t0, ptrec)
 
     rng = np.random.default_rng(args.seed)
     for row, model in rows:
@@ -124,6 +128,7 @@ def main(argv=None) -> int:
         "teacher_minus_hsh9_db": round(by["teacher"]["psnr"] - by["hsh-9"]["psnr"], 3),
         "student_minus_teacher_db": round(by["student"]["psnr"] - by["teacher"]["psnr"], 3),
         "student_minus_plain_db": round(by["student"]["psnr"] - by["plain-student"]["psnr"], 3),
+        "student_minus_plain_tinit_db": round(by["student"]["psnr"] - by["plain-tinit"]["psnr"], 3),
         "extra_lights_gain_db": round(by["student-extra16"]["psnr"] - by["student"]["psnr"], 3),
         "student_param_ratio": round(by["student"]["decoder_parameters"] / by["teacher"]["decoder_parameters"], 3),
         "student_speedup": round(by["student"]["relight_mpix_per_s"] / by["teacher"]["relight_mpix_per_s"], 2),
