@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable, Iterable
+from typing import Iterable
 
 _enabled = True
 
@@ -49,5 +49,3 @@ class _Silent:
     def __exit__(self, *exc):
         return False
 
-
-ProgressFactory = Callable[..., object]

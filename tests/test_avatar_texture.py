@@ -6,7 +6,8 @@ import pytest
 
 from avatar_synthetic import blender_import_glb, dome_mesh, place, sample_texture, smooth_texture
 from pnrelight.avatar.raster import interpolate, rasterize, rasterize_uv, texel_uvs
-from pnrelight.avatar.uv import bake_textures, rasterize_camera, vertex_normals
+from pnrelight.avatar.face_model import vertex_normals
+from pnrelight.avatar.uv import bake_textures, rasterize_camera
 
 F, H, W = 700.0, 256, 256
 PP = (W / 2, H / 2)

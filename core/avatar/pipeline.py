@@ -173,11 +173,11 @@ def reconstruct(
     stage: _Stages | None = None,
 ) -> Reconstruction:
     """Photo (path, or (H, W, 3) sRGB array) -> landmarks, fit, intrinsics and UV textures (nothing written)."""
-    from .face_model import load_default_face_model
+    from .face_model import load_default_face_model, vertex_normals
     from .landmarks import detect_faces, person_mask, select_face
     from .photo import as_rgb, load_photo
     from .raster import interpolate, rasterize_uv
-    from .uv import bake_textures, rasterize_camera, uv_layout_is_mirror_symmetric, vertex_normals
+    from .uv import bake_textures, rasterize_camera, uv_layout_is_mirror_symmetric
 
     _check_texture_size(texture_size)
     stage = stage or _Stages(False)
@@ -329,7 +329,7 @@ def model_frame_mesh(model, fit) -> np.ndarray:
 
 def _export(tmp: Path, model, fit, tex) -> None:
     from .export import encode_png, roughness_metallic_from_specular, tangent_space_normal_map, vertex_tangents, write_glb
-    from .uv import vertex_normals
+    from .face_model import vertex_normals
 
     verts = model_frame_mesh(model, fit).astype(np.float32)
     tris = np.asarray(model.triangles)

@@ -21,7 +21,7 @@ from .camera import project, project_with_depth
 from .face_model import vertex_normals
 from .raster import RasterResult, interpolate, rasterize, rasterize_uv
 
-__all__ = ["bake_textures", "fill_texture_holes", "rasterize_camera", "uv_layout_is_mirror_symmetric", "vertex_normals"]
+__all__ = ["bake_textures", "fill_texture_holes", "rasterize_camera", "uv_layout_is_mirror_symmetric"]
 
 MIRROR_CONFIDENCE = 0.3  # below this view-angle confidence the mirrored texel is blended in
 CONFIDENCE_FADE = (0.05, 0.3)  # texels below/above: local average / their own sample, smooth in between

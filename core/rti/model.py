@@ -66,11 +66,6 @@ def relight(model: RTIModel, light: np.ndarray, *, clip: bool = True) -> np.ndar
     return np.clip(out, 0.0, 1.0) if clip else out
 
 
-def relight_many(model: RTIModel, lights: np.ndarray, *, clip: bool = True) -> np.ndarray:
-    """(N, 3) light directions -> (N, H, W, 3)."""
-    return np.stack([relight(model, l, clip=clip) for l in np.asarray(lights).reshape(-1, 3)])
-
-
 def check_model(model: RTIModel) -> None:
     """Validate shapes; InputError names what is inconsistent."""
     if model.kind not in KINDS:

@@ -304,19 +304,31 @@ def train_teacher(mlic, *, hidden: Sequence[int] = DEFAULT_TEACHER_HIDDEN,
                               light_scale=light_scale, seed=seed, threads=threads, progress=progress)
 
 
+def _check_epochs(epochs: int) -> None:
+    if epochs < 1:
+        raise InputError(f"epochs must be at least 1, not {epochs} (use --epochs 1 or more)")
+
+
+def _new_networks(mlic, encoder_hidden, hidden, latent_size, light_scale, seed):
+    """Seed torch, build an encoder and decoder, gather the pixels: shared start of every training run.
+
+    Returns (generator, encoder, decoder, observations, training pixel indices).
+    """
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    encoder = Encoder(mlic.images.shape[0], encoder_hidden, latent_size)
+    decoder = Decoder(latent_size, hidden, light_scale)
+    obs, _, train_idx = _pixels(mlic)
+    return gen, encoder, decoder, obs, train_idx
+
+
 def _train_autoencoder(mlic, method: str, *, hidden, encoder_hidden, latent_size, epochs, batch_pixels,
                        pixels_per_epoch, lr, schedule, clip_norm, light_scale, seed, threads, progress):
     _check_mlic(mlic)
-    if epochs < 1:
-        raise InputError(f"epochs must be at least 1, not {epochs} (use --epochs 1 or more)")
+    _check_epochs(epochs)
     with _torch_threads(threads):
         used_threads = torch.get_num_threads()
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        n = mlic.images.shape[0]
-        encoder = Encoder(n, encoder_hidden, latent_size)
-        decoder = Decoder(latent_size, hidden, light_scale)
-        obs, _, train_idx = _pixels(mlic)
+        gen, encoder, decoder, obs, train_idx = _new_networks(mlic, encoder_hidden, hidden, latent_size, light_scale, seed)
         _init_from_data(encoder, decoder, obs, train_idx)
 
         def loss_fn(idx, target, lights):
@@ -371,20 +383,14 @@ def distill_student(teacher: RTIModel, mlic, *, hidden: Sequence[int] = DEFAULT_
         raise InputError(f"teacher is {teacher.shape[1]}x{teacher.shape[0]} but the MLIC is {mlic.images.shape[2]}x{mlic.images.shape[1]} (distil on the MLIC the teacher was fitted on)")
     if not 0.0 <= alpha <= 1.0:
         raise InputError(f"alpha must be in [0, 1], not {alpha} (0.3 is the DisK default)")
-    if epochs < 1:
-        raise InputError(f"epochs must be at least 1, not {epochs} (use --epochs 1 or more)")
+    _check_epochs(epochs)
     latent_size = int(teacher.coefficients.shape[-1])
     if isinstance(teacher_encoder, str):
         teacher_encoder = _compatible_encoder(teacher, mlic.images.shape[0], encoder_hidden, latent_size)
     min_z = float(np.min(mlic.directions[:, 2])) if extra_min_z is None else float(extra_min_z)
     with _torch_threads(threads):
         used_threads = torch.get_num_threads()
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        n = mlic.images.shape[0]
-        encoder = Encoder(n, encoder_hidden, latent_size)
-        decoder = Decoder(latent_size, hidden, light_scale)
-        obs, _, train_idx = _pixels(mlic)
+        gen, encoder, decoder, obs, train_idx = _new_networks(mlic, encoder_hidden, hidden, latent_size, light_scale, seed)
         _init_from_data(encoder if teacher_encoder is None else None, decoder, obs, train_idx)
         if teacher_encoder is not None:
             _load_layers(encoder.layers, teacher_encoder)
