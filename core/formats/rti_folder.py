@@ -99,16 +99,25 @@ def _write_linear(model: RTIModel, folder: Path, quality: int) -> dict:
     }
 
 
+def quantize_min_max(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The neural planes' 8-bit encoding, per coefficient over its [min, max].
+
+    values : (H, W, C). Returns (codes (H, W, C) uint8, lo (C,), span (C,) float64);
+    a coefficient reads back as lo + span · code / 255.
+    """
+    v = np.asarray(values, np.float64)
+    flat = v.reshape(-1, v.shape[-1])
+    lo = flat.min(axis=0)
+    span = np.maximum(flat.max(axis=0) - lo, 1e-8)
+    return to_uint8((v - lo) / span), lo, span
+
+
 def _write_neural(model: RTIModel, folder: Path, quality: int) -> dict:
     h, w = model.shape
-    latent = model.coefficients.astype(np.float64)
-    k = latent.shape[2]
+    k = model.coefficients.shape[2]
     kp = (k + 2) // 3 * 3
-    lo = latent.reshape(-1, k).min(axis=0)
-    hi = latent.reshape(-1, k).max(axis=0)
-    span = np.maximum(hi - lo, 1e-8)
     planes = np.zeros((h, w, kp), np.uint8)
-    planes[..., :k] = to_uint8((latent - lo) / span)
+    planes[..., :k], lo, span = quantize_min_max(model.coefficients)
     _write_planes(planes, folder, 1, quality)
     lo_p = np.zeros(kp); lo_p[:k] = lo
     hi_p = np.ones(kp); hi_p[:k] = lo + span

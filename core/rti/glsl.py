@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from ..formats.rti_folder import quantize_min_max
 from ..lights import normalize_directions
 from .bases import basis_matrix
 from .model import RTIModel, check_model
@@ -31,17 +32,14 @@ void main() { gl_Position = vec4(corners[gl_VertexID], 0.0, 1.0); }
 
 
 def quantize(coefficients: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-coefficient 8-bit planes: (H, W, C) float -> (codes (H, W, 4L) uint8, lo (C,), span (C,)).
+    """The model folder's per-coefficient 8-bit planes, packed for RGBA textures.
 
-    L = ceil(C / 4) RGBA textures; padding channels are 0. value = lo + span * code / 255.
+    (H, W, C) float -> (codes (H, W, 4L) uint8, lo (C,), span (C,) float32) with
+    L = ceil(C / 4) textures; padding channels are 0. value = lo + span * code / 255.
     """
-    c = np.asarray(coefficients, np.float32)
-    h, w, k = c.shape
-    flat = c.reshape(-1, k)
-    lo = flat.min(axis=0).astype(np.float64)
-    span = np.maximum(flat.max(axis=0) - lo, 1e-8)
+    h, w, k = np.shape(coefficients)
     codes = np.zeros((h, w, 4 * -(-k // 4)), np.uint8)
-    codes[..., :k] = np.clip(np.rint((c - lo) / span * 255.0), 0, 255).astype(np.uint8)
+    codes[..., :k], lo, span = quantize_min_max(coefficients)
     return codes, lo.astype(np.float32), span.astype(np.float32)
 
 
@@ -52,14 +50,6 @@ def dequantized(model: RTIModel) -> RTIModel:
     values = lo + span * (codes[..., :k].astype(np.float32) / 255.0)
     return RTIModel(kind=model.kind, colorspace=model.colorspace, coefficients=values.astype(np.float32),
                     terms=model.terms, layers=model.layers, mask=model.mask, meta=dict(model.meta))
-
-
-def _vec4_rows(matrix: np.ndarray) -> np.ndarray:
-    """(R, C) -> (R * ceil(C/4), 4) float32: each row zero-padded to a multiple of 4 and cut into vec4s."""
-    m = np.asarray(matrix, np.float32)
-    padded = np.zeros((m.shape[0], 4 * -(-m.shape[1] // 4)), np.float32)
-    padded[:, :m.shape[1]] = m
-    return padded.reshape(-1, 4)
 
 
 def _linear_shader(n_tex: int, lrgb: bool) -> str:
@@ -153,11 +143,11 @@ class ShaderRelighter:
             source = _linear_shader(self.n_tex, model.colorspace == "lrgb")
         self.program = _program(GL, _VERTEX, source)
         GL.glUseProgram(self.program)
-        self.vao = GL.glGenVertexArrays(1)
-        GL.glBindVertexArray(self.vao)
-        self.textures = list(np.atleast_1d(GL.glGenTextures(self.n_tex)))
+        vao = GL.glGenVertexArrays(1)
+        GL.glBindVertexArray(vao)
+        textures = list(np.atleast_1d(GL.glGenTextures(self.n_tex)))
         GL.glPixelStorei(GL.GL_UNPACK_ALIGNMENT, 1)
-        for i, tex in enumerate(self.textures):
+        for i, tex in enumerate(textures):
             GL.glActiveTexture(GL.GL_TEXTURE0 + i)
             GL.glBindTexture(GL.GL_TEXTURE_2D, tex)
             GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_MIN_FILTER, GL.GL_NEAREST)
@@ -169,12 +159,12 @@ class ShaderRelighter:
         GL.glUniform4fv(self._loc("lo"), self.n_tex, lo4)
         GL.glUniform4fv(self._loc("span"), self.n_tex, span4)
         # Float target so the shader's result is read back without an extra 8-bit rounding.
-        self.fbo = GL.glGenFramebuffers(1)
-        self.rbo = GL.glGenRenderbuffers(1)
-        GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, self.rbo)
+        fbo = GL.glGenFramebuffers(1)
+        rbo = GL.glGenRenderbuffers(1)
+        GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, rbo)
         GL.glRenderbufferStorage(GL.GL_RENDERBUFFER, GL.GL_RGBA32F, self.width, self.height)
-        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.fbo)
-        GL.glFramebufferRenderbuffer(GL.GL_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0, GL.GL_RENDERBUFFER, self.rbo)
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, fbo)
+        GL.glFramebufferRenderbuffer(GL.GL_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0, GL.GL_RENDERBUFFER, rbo)
         if GL.glCheckFramebufferStatus(GL.GL_FRAMEBUFFER) != GL.GL_FRAMEBUFFER_COMPLETE:
             raise RuntimeError("offscreen framebuffer incomplete")
         GL.glViewport(0, 0, self.width, self.height)
@@ -198,7 +188,7 @@ class ShaderRelighter:
             a = np.zeros((3, c4), np.float32)
             for ch in range(3):
                 a[ch, ch:3 * weights.size:3] = weights
-        GL.glUniform4fv(self._loc("basis"), a.size // 4, _vec4_rows(a))
+        GL.glUniform4fv(self._loc("basis"), a.size // 4, a)  # rows are whole vec4s (c4 columns)
 
     def draw(self, light: np.ndarray) -> None:
         """Render under ``light`` (3,) and wait for the frame to finish (what throughput timings use)."""
@@ -227,17 +217,8 @@ class ShaderRelighter:
 
     def close(self) -> None:
         if getattr(self, "_platform", None) is not None:
-            try:
-                self._platform.make_current()
-                GL = self.GL
-                if getattr(self, "textures", None):
-                    GL.glDeleteTextures(self.textures)
-                for name, fn in (("fbo", GL.glDeleteFramebuffers), ("rbo", GL.glDeleteRenderbuffers)):
-                    if getattr(self, name, None) is not None:
-                        fn(1, [getattr(self, name)])
-            finally:
-                self._platform.delete_context()
-                self._platform = None
+            self._platform.delete_context()  # frees the textures, framebuffer and program with it
+            self._platform = None
 
     def __enter__(self) -> "ShaderRelighter":
         return self
