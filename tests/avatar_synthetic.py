@@ -23,6 +23,28 @@ def dome_mesh(n: int = 41, height: float = 0.8, size: float = 0.1):
     return verts.astype(np.float32), tris.astype(np.int32), uvs.astype(np.float32), mirror.astype(np.int32)
 
 
+def ellipsoid_mesh(n_lat: int, n_lon: int, radii: tuple[float, float, float]):
+    """A closed latitude/longitude ellipsoid with semi-axes ``radii`` (x, y, z) and a vertex at each pole.
+
+    Returns vertices (V, 3) float64 (poles last: south, north) and triangles (F, 3) int64, outward-facing;
+    per band cell (a, b, d), (a, d, c), then one south and one north cap triangle per longitude.
+    """
+    lat = np.linspace(-np.pi / 2, np.pi / 2, n_lat + 1)[1:-1]
+    lon = np.linspace(-np.pi, np.pi, n_lon, endpoint=False)
+    la, lo = np.meshgrid(lat, lon, indexing="ij")
+    rx, ry, rz = radii
+    pts = np.stack([rx * np.cos(la) * np.sin(lo), ry * np.sin(la), rz * np.cos(la) * np.cos(lo)], -1).reshape(-1, 3)
+    pts = np.concatenate([pts, [[0, -ry, 0], [0, ry, 0]]])
+    south, north = len(pts) - 2, len(pts) - 1
+    idx = np.arange(n_lat - 1)[:, None] * n_lon + np.arange(n_lon)[None]
+    nxt = np.roll(idx, -1, axis=1)  # the next longitude
+    a, b, c, d = idx[:-1], nxt[:-1], idx[1:], nxt[1:]
+    bands = np.stack([np.stack([a, b, d], -1), np.stack([a, d, c], -1)], 2).reshape(-1, 3)
+    caps = np.stack([np.stack([np.full(n_lon, south), nxt[0], idx[0]], -1),
+                     np.stack([np.full(n_lon, north), idx[-1], nxt[-1]], -1)], 1).reshape(-1, 3)
+    return pts, np.concatenate([bands, caps]).astype(np.int64)
+
+
 def yaw_matrix(deg: float) -> np.ndarray:
     a = np.radians(deg)
     return np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])

@@ -10,6 +10,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from avatar_synthetic import ellipsoid_mesh
 from pnrelight.avatar import build_default_face_model as build
 from pnrelight.avatar.camera import axis_angle_to_matrix, project, rotation_angle_deg
 from pnrelight.avatar.face_model import (DEFAULT_FACE_MODEL_PATH, FaceModel, load_default_face_model, mesh_edges,
@@ -216,23 +217,7 @@ def test_fit_refinement_puts_vertices_on_the_landmarks():
 
 # ----------------------------------------------------------------------------- FLAME
 def _ellipsoid(n_lat=12, n_lon=24):
-    lat = np.linspace(-np.pi / 2, np.pi / 2, n_lat + 1)[1:-1]
-    lon = np.linspace(-np.pi, np.pi, n_lon, endpoint=False)
-    la, lo = np.meshgrid(lat, lon, indexing="ij")
-    pts = np.stack([0.08 * np.cos(la) * np.sin(lo), 0.11 * np.sin(la), 0.1 * np.cos(la) * np.cos(lo)], -1).reshape(-1, 3)
-    pts = np.concatenate([pts, [[0, -0.11, 0], [0, 0.11, 0]]])
-    south, north = len(pts) - 2, len(pts) - 1
-    idx = np.arange(n_lat - 1)[:, None] * n_lon + np.arange(n_lon)[None]
-    tris = []
-    for i in range(n_lat - 2):
-        for j in range(n_lon):
-            a, b = idx[i, j], idx[i, (j + 1) % n_lon]
-            c, d = idx[i + 1, j], idx[i + 1, (j + 1) % n_lon]
-            tris += [(a, b, d), (a, d, c)]
-    for j in range(n_lon):
-        tris.append((south, idx[0, (j + 1) % n_lon], idx[0, j]))
-        tris.append((north, idx[-1, j], idx[-1, (j + 1) % n_lon]))
-    return pts, np.array(tris, dtype=np.int64)
+    return ellipsoid_mesh(n_lat, n_lon, (0.08, 0.11, 0.1))
 
 
 def _flame_dict(with_uv=False):

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from avatar_synthetic import blender_import_glb
+from avatar_synthetic import blender_import_glb, ellipsoid_mesh
 from conftest import run_cli
 
 
@@ -200,19 +200,7 @@ def _write_ellipsoid_flame(folder):
 
     from pnrelight.avatar.face_model import load_default_face_model
 
-    n_lat, n_lon = 30, 60
-    lat = np.linspace(-np.pi / 2, np.pi / 2, n_lat + 1)[1:-1]
-    lon = np.linspace(-np.pi, np.pi, n_lon, endpoint=False)
-    la, lo = np.meshgrid(lat, lon, indexing="ij")
-    v = np.stack([0.075 * np.cos(la) * np.sin(lo), 0.1 * np.sin(la), 0.09 * np.cos(la) * np.cos(lo)], -1).reshape(-1, 3)
-    v = np.concatenate([v, [[0, -0.1, 0], [0, 0.1, 0]]])
-    south, north = len(v) - 2, len(v) - 1
-    idx = np.arange(n_lat - 1)[:, None] * n_lon + np.arange(n_lon)[None]
-    a, b = idx[:-1], np.roll(idx[:-1], -1, axis=1)
-    c, d = idx[1:], np.roll(idx[1:], -1, axis=1)
-    tris = np.concatenate([np.stack([a, b, d], -1).reshape(-1, 3), np.stack([a, d, c], -1).reshape(-1, 3),
-                           np.stack([np.full(n_lon, south), idx[0, (np.arange(n_lon) + 1) % n_lon], idx[0]], 1),
-                           np.stack([np.full(n_lon, north), idx[-1], idx[-1, (np.arange(n_lon) + 1) % n_lon]], 1)])
+    v, tris = ellipsoid_mesh(30, 60, (0.075, 0.1, 0.09))
     rng = np.random.default_rng(0)
     shapedirs = np.stack([1e-3 * np.sin(v @ rng.normal(size=3) * 20)[:, None] * rng.normal(size=3) for _ in range(20)], -1)
     flame = dict(v_template=v, f=tris.astype(np.uint32), shapedirs=shapedirs, posedirs=np.zeros((len(v), 3, 36)),
