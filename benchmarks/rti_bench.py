@@ -30,12 +30,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rti" / "dome"
 
 
-def throughput(model, size: int, repeat: int, rng: np.random.Generator) -> tuple[float, float | None]:
-    """Megapixels per second on a size x size copy of ``model`` with random coefficients.
-
-    Returns (numpy ``relight``, GLSL shader on 8-bit planes or None without offscreen GL).
-    """
-    from pnrelight.rti.model import RTIModel, relight
+def big_copy(model, size: int, rng: np.random.Generator):
+    """``model`` on a size x size image of random coefficients with its own per-coefficient mean and spread."""
+    from pnrelight.rti.model import RTIModel
 
     c = model.coefficients.reshape(-1, model.coefficients.shape[-1])
     mean, std = c.mean(0), c.std(0)
@@ -43,24 +40,42 @@ def throughput(model, size: int, repeat: int, rng: np.random.Generator) -> tuple
     for s in range(0, size * size, 1 << 22):
         n = min(1 << 22, size * size - s)
         big[s:s + n] = rng.standard_normal((n, c.shape[1]), dtype=np.float32) * std + mean
-    big_model = RTIModel(kind=model.kind, colorspace=model.colorspace, coefficients=big.reshape(size, size, -1),
-                         terms=model.terms, layers=model.layers)
-    light = np.array([0.3, 0.4, np.sqrt(1 - 0.25)])
-    relight(big_model, light)  # warm-up (allocations)
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        relight(big_model, light)
-        best = min(best, time.perf_counter() - t0)
-    shader = None
-    try:
-        from pnrelight.rti.glsl import ShaderRelighter
+    return RTIModel(kind=model.kind, colorspace=model.colorspace, coefficients=big.reshape(size, size, -1),
+                    terms=model.terms, layers=model.layers)
 
-        with ShaderRelighter(big_model) as gl:
-            shader = gl.megapixels_per_second(light, repeat)
-    except Exception as exc:  # noqa: BLE001 - no EGL here: report numpy only
-        print(f"  (no shader timing for {model.label}: {exc})")
-    return size * size / best / 1e6, shader
+
+def throughputs(models: list, size: int, repeat: int, rng: np.random.Generator) -> list[tuple[float, float | None]]:
+    """Megapixels per second of each model on a size x size copy: (numpy ``relight``, GLSL shader on
+    8-bit planes or None without offscreen GL).
+
+    numpy timings run in rounds, every model once per round, best of ``repeat``: this machine's
+    speed drifts by up to 2x over tens of seconds (shared host), and the teacher/student ratio is
+    only meaningful when both are timed under the same conditions.
+    """
+    from pnrelight.rti.model import relight
+
+    light = np.array([0.3, 0.4, np.sqrt(1 - 0.25)])
+    bigs = [big_copy(m, size, rng) for m in models]
+    for big in bigs:
+        relight(big, light)  # warm-up (allocations)
+    best = [float("inf")] * len(bigs)
+    for _ in range(repeat):
+        for i, big in enumerate(bigs):
+            t0 = time.perf_counter()
+            relight(big, light)
+            best[i] = min(best[i], time.perf_counter() - t0)
+    rates = []
+    for model, big, seconds in zip(models, bigs, best):
+        shader = None
+        try:
+            from pnrelight.rti.glsl import ShaderRelighter
+
+            with ShaderRelighter(big) as gl:
+                shader = gl.megapixels_per_second(light, repeat)
+        except Exception as exc:  # noqa: BLE001 - no EGL here: report numpy only
+            print(f"  (no shader timing for {model.label}: {exc})")
+        rates.append((size * size / seconds / 1e6, shader))
+    return rates
 
 
 def main(argv=None) -> int:
@@ -69,7 +84,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke run: few epochs, 1024^2 throughput")
     ap.add_argument("--epochs", type=int, default=None, help="teacher/student epochs (default: the trainer's)")
     ap.add_argument("--size", type=int, default=None, help="throughput image side (default 4096, quick 1024)")
-    ap.add_argument("--repeat", type=int, default=3, help="throughput repeats (best is kept)")
+    ap.add_argument("--repeat", type=int, default=5, help="throughput rounds (best is kept)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=RESULTS / "rti_bench.json")
     args = ap.parse_args(argv)
@@ -129,8 +144,14 @@ def main(argv=None) -> int:
     add("plain-tinit", plain_ti, time.perf_counter() - t0, ptrec)
 
     rng = np.random.default_rng(args.seed)
-    for row, model in rows:
-        numpy_rate, shader_rate = throughput(model, size, args.repeat, rng)
+    # linear models one at a time (up to 3 GB each at 4096^2); the neural ones (0.6 GB) in shared rounds
+    groups = [[i] for i, (_, m) in enumerate(rows) if m.kind != "neural"]
+    groups.append([i for i, (_, m) in enumerate(rows) if m.kind == "neural"])
+    rates = {}
+    for group in groups:
+        rates.update(zip(group, throughputs([rows[i][1] for i in group], size, args.repeat, rng)))
+    for i, (row, _) in enumerate(rows):
+        numpy_rate, shader_rate = rates[i]
         row["relight_mpix_per_s"] = round(numpy_rate, 2)
         row["shader_mpix_per_s"] = None if shader_rate is None else round(shader_rate, 2)
 
