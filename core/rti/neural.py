@@ -49,7 +49,7 @@ BATCH_PIXELS = 256
 # them. Dome held-out, DisK alpha 0.3: batch 256/20 epochs 23.21 dB; batch 64: 20 epochs
 # 23.42, 30 epochs 23.51, 40 epochs 23.53; batch 32/20 epochs 23.34; lr 5e-3 23.31.
 # Measured on Dome without gain over this recipe (seed 0 ~23.46-23.51 dB, seed 1 ~23.38-23.41): EMA
-# weights, encoder lr x0.3, decoder lr x2, Adam beta2 0.99, clip 0.1, light scale 7 or 30,
+# weights, encoder lr x0.3, decoder lr x2, Adam beta2 0.99, clip 0.1, light scale 30,
 # decoder warm-up on frozen teacher latents, a decoder pruned from the teacher as start,
 # a 32x32 assistant between teacher and student, per-light loss weights, a loss that ignores
 # errors clipped away at 0 and 1, per-pixel latent refinement and L-BFGS on the decoder after
