@@ -72,6 +72,14 @@ def test_numpy_decoder_matches_torch(teacher):
     per_pixel = rng.uniform(-0.7, 0.7, (latent.shape[0], 2))
     np.testing.assert_allclose(mlp.decode(latent, per_pixel, model.layers),
                                neural.torch_decode(latent, per_pixel, model.layers), atol=1e-5)
+    # Several chunks with a short last one, and the in-chunk clamp to [0, 1].
+    scaled = model.layers[:-1] + [(3.0 * model.layers[-1][0], 3.0 * model.layers[-1][1] - 0.5)]  # outputs leave [0, 1]
+    reference = neural.torch_decode(latent, np.array([0.5, 0.2]), scaled)
+    assert (reference < 0).any() and (reference > 1).any()
+    np.testing.assert_allclose(mlp.decode(latent, np.array([0.5, 0.2]), scaled, chunk=100, clip=True),
+                               np.clip(reference, 0, 1), atol=1e-5)
+    np.testing.assert_allclose(mlp.decode(latent, per_pixel, scaled, chunk=100),
+                               neural.torch_decode(latent, per_pixel, scaled), atol=1e-5)
 
 
 def test_numpy_encoder_reproduces_latents(mlic, teacher):
@@ -155,3 +163,18 @@ def test_student_starts_from_a_stored_teacher_encoder(mlic, teacher):
     # With a negligible learning rate the warm student's latents are the teacher's.
     frozen, _ = neural.distill_student(stored, mlic, seed=0, **{**kw, "lr": 1e-12})
     np.testing.assert_allclose(frozen.coefficients, t_model.coefficients, atol=1e-4)
+
+
+def test_precomputed_targets_train_like_on_the_fly_targets(mlic, teacher, monkeypatch):
+    """Distillation targets computed once up front give the student the same losses as per-step ones."""
+    t_model, _ = teacher
+    mask = np.zeros(mlic.shape, bool)
+    mask[3:21, 5:19] = True  # training pixels are a subset: targets are looked up by row
+    masked = MLIC(images=mlic.images, directions=mlic.directions, names=mlic.names, mask=mask, folder=mlic.folder)
+    kw = {**FAST, "epochs": 3}
+    pre, rpre = neural.distill_student(t_model, masked, seed=0, **kw)
+    monkeypatch.setattr(neural, "PRECOMPUTED_TARGET_BYTES", 0)  # over the cap: the teacher runs every step
+    live, rlive = neural.distill_student(t_model, masked, seed=0, **kw)
+    np.testing.assert_allclose(rpre["losses"], rlive["losses"], rtol=1e-3)
+    np.testing.assert_allclose(pre.coefficients, live.coefficients, atol=2e-3)
+    assert rpre["losses"][-1] < 0.5 * rpre["losses"][0]

@@ -54,14 +54,13 @@ def relight(model: RTIModel, light: np.ndarray, *, clip: bool = True) -> np.ndar
     h, w = model.shape
     coeffs = model.coefficients.reshape(h * w, -1)
     if model.kind == "neural":
-        out = mlp.decode(coeffs, light[:2], model.layers)
+        return mlp.decode(coeffs, light[:2], model.layers, clip=clip).reshape(h, w, 3)
+    weights = basis_matrix(model.kind, light[None], model.terms)[0].astype(np.float32)
+    if model.colorspace == "lrgb":
+        lum = coeffs[:, 3:] @ weights
+        out = coeffs[:, :3] * lum[:, None]
     else:
-        weights = basis_matrix(model.kind, light[None], model.terms)[0].astype(np.float32)
-        if model.colorspace == "lrgb":
-            lum = coeffs[:, 3:] @ weights
-            out = coeffs[:, :3] * lum[:, None]
-        else:
-            out = coeffs.reshape(-1, model.terms, 3).transpose(0, 2, 1) @ weights
+        out = coeffs.reshape(-1, model.terms, 3).transpose(0, 2, 1) @ weights
     out = out.reshape(h, w, 3)
     return np.clip(out, 0.0, 1.0) if clip else out
 
