@@ -54,7 +54,7 @@ BATCH_PIXELS = 256
 # a 32x32 assistant between teacher and student, per-light loss weights, a loss that ignores
 # errors clipped away at 0 and 1, per-pixel latent refinement and L-BFGS on the decoder after
 # training (<= +0.02 dB), alpha 0 (23.38), batch 128 for 60 epochs (23.34). What helps is a longer
-# schedule at batch 64: 60 epochs 23.60 (seed 1: 23.53, was 23.38-23.41 at 30); seeds differ by
+# schedule at batch 64: 60 epochs 23.54-23.60 (seed 1: 23.53, was 23.38-23.41 at 30); seeds differ by
 # up to 0.25 dB at 45 epochs (23.61 vs 23.34), so 60 (~330 s on 2 cores; precomputed targets
 # make a step ~6.3 ms instead of ~7.2).
 STUDENT_EPOCHS = 60
@@ -201,15 +201,10 @@ def _pixels(mlic) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     images = np.asarray(mlic.images, np.float32)
     n, h, w, _ = images.shape
     obs = torch.from_numpy(np.ascontiguousarray(images.reshape(n, h * w, 3).transpose(1, 0, 2)))
-    lights = _light_xy(mlic)
+    lights = torch.from_numpy(np.asarray(mlic.directions, np.float32)[:, :2].copy())
     mask = getattr(mlic, "mask", None)
     train_idx = np.flatnonzero(mask.reshape(-1)) if mask is not None and mask.any() else np.arange(h * w)
     return obs, lights, train_idx
-
-
-def _light_xy(mlic) -> torch.Tensor:
-    """(N, 2) the lights' (lx, ly), the decoder's light input."""
-    return torch.from_numpy(np.asarray(mlic.directions, np.float32)[:, :2].copy())
 
 
 def _check_mlic(mlic, min_lights: int = 2) -> None:
@@ -263,11 +258,13 @@ def _neural_model(mlic, latent: np.ndarray, decoder: Decoder, meta: dict) -> RTI
 
 # ----------------------------------------------------------------------------- training loop
 
-def _train(mlic, *, encoder: Encoder, decoder: Decoder, loss_fn: Callable, epochs: int, batch_pixels: int,
+def _train(obs: torch.Tensor, lights: torch.Tensor, train_idx: np.ndarray, *, encoder: Encoder, decoder: Decoder, loss_fn: Callable, epochs: int, batch_pixels: int,
            pixels_per_epoch: int | None, lr: float, schedule: str, clip_norm: float, progress, desc: str,
            generator: torch.Generator) -> tuple[list[float], float]:
-    """Shared loop: each step takes ``batch_pixels`` training pixels with all their lights."""
-    obs, lights, train_idx = _pixels(mlic)
+    """Shared loop: each step takes ``batch_pixels`` training pixels with all their lights.
+
+    obs, lights, train_idx : as :func:`_pixels` returns them.
+    """
     train_idx_t = torch.from_numpy(train_idx)
     per_epoch = len(train_idx) if not pixels_per_epoch else min(int(pixels_per_epoch), len(train_idx))
     batch = max(1, min(int(batch_pixels), per_epoch))
@@ -334,14 +331,14 @@ def _check_epochs(epochs: int) -> None:
 def _new_networks(mlic, encoder_hidden, hidden, latent_size, light_scale, seed):
     """Seed torch, build an encoder and decoder, gather the pixels: shared start of every training run.
 
-    Returns (generator, encoder, decoder, observations, training pixel indices).
+    Returns (generator, encoder, decoder, observations, light xy, training pixel indices).
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     encoder = Encoder(mlic.images.shape[0], encoder_hidden, latent_size)
     decoder = Decoder(latent_size, hidden, light_scale)
-    obs, _, train_idx = _pixels(mlic)
-    return gen, encoder, decoder, obs, train_idx
+    obs, lights, train_idx = _pixels(mlic)
+    return gen, encoder, decoder, obs, lights, train_idx
 
 
 def _train_autoencoder(mlic, method: str, *, hidden, encoder_hidden, latent_size, epochs, batch_pixels,
@@ -350,14 +347,14 @@ def _train_autoencoder(mlic, method: str, *, hidden, encoder_hidden, latent_size
     _check_epochs(epochs)
     with _torch_threads(threads):
         used_threads = torch.get_num_threads()
-        gen, encoder, decoder, obs, train_idx = _new_networks(mlic, encoder_hidden, hidden, latent_size, light_scale, seed)
+        gen, encoder, decoder, obs, lights, train_idx = _new_networks(mlic, encoder_hidden, hidden, latent_size, light_scale, seed)
         _init_from_data(encoder, decoder, obs, train_idx)
 
         def loss_fn(idx, target, lights):
             pred = decoder.forward_grid(encoder(target), lights)
             return torch.mean((pred - target) ** 2)
 
-        losses, seconds = _train(mlic, encoder=encoder, decoder=decoder, loss_fn=loss_fn, epochs=epochs,
+        losses, seconds = _train(obs, lights, train_idx, encoder=encoder, decoder=decoder, loss_fn=loss_fn, epochs=epochs,
                                  batch_pixels=batch_pixels, pixels_per_epoch=pixels_per_epoch, lr=lr,
                                  schedule=schedule, clip_norm=clip_norm, progress=progress,
                                  desc="teacher" if method == "neuralrti-teacher" else "plain student", generator=gen)
@@ -412,7 +409,7 @@ def distill_student(teacher: RTIModel, mlic, *, hidden: Sequence[int] = DEFAULT_
     min_z = float(np.min(mlic.directions[:, 2])) if extra_min_z is None else float(extra_min_z)
     with _torch_threads(threads):
         used_threads = torch.get_num_threads()
-        gen, encoder, decoder, obs, train_idx = _new_networks(mlic, encoder_hidden, hidden, latent_size, light_scale, seed)
+        gen, encoder, decoder, obs, lights, train_idx = _new_networks(mlic, encoder_hidden, hidden, latent_size, light_scale, seed)
         _init_from_data(encoder if teacher_encoder is None else None, decoder, obs, train_idx)
         if teacher_encoder is not None:
             _load_layers(encoder.layers, teacher_encoder)
@@ -425,7 +422,7 @@ def distill_student(teacher: RTIModel, mlic, *, hidden: Sequence[int] = DEFAULT_
         # computed once when they fit in memory (the teacher's forward pass was ~1/4 of a step).
         blended = None
         if use_teacher and len(train_idx) * obs[0].numel() * obs.element_size() <= PRECOMPUTED_TARGET_BYTES:
-            blended, blended_row = _blended_targets(t_decoder, t_latent, obs, _light_xy(mlic), train_idx, alpha)
+            blended, blended_row = _blended_targets(t_decoder, t_latent, obs, lights, train_idx, alpha)
 
         def loss_fn(idx, observed, lights):
             z = encoder(observed)
@@ -435,8 +432,7 @@ def distill_student(teacher: RTIModel, mlic, *, hidden: Sequence[int] = DEFAULT_
             if blended is not None:
                 target = blended[blended_row[idx]]
             else:
-                with torch.no_grad():
-                    target = alpha * observed + (1.0 - alpha) * t_decoder.forward_grid(t_latent[idx], lights)
+                target = _blend(t_decoder, t_latent, idx, observed, lights, alpha)
             loss = torch.mean((pred - target) ** 2)
             if n_extra:  # teacher-only targets; each extra light weighs as a captured light's teacher term
                 extra = sample_hemisphere_xy(n_extra, gen, min_z=min_z)
@@ -445,11 +441,10 @@ def distill_student(teacher: RTIModel, mlic, *, hidden: Sequence[int] = DEFAULT_
                 loss = loss + (1.0 - alpha) * n_extra / len(lights) * torch.mean((decoder.forward_grid(z, extra) - t_extra) ** 2)
             return loss
 
-        losses, seconds = _train(mlic, encoder=encoder, decoder=decoder, loss_fn=loss_fn, epochs=epochs,
+        losses, seconds = _train(obs, lights, train_idx, encoder=encoder, decoder=decoder, loss_fn=loss_fn, epochs=epochs,
                                  batch_pixels=batch_pixels, pixels_per_epoch=pixels_per_epoch, lr=lr,
                                  schedule=schedule, clip_norm=clip_norm, progress=progress,
                                  desc="student" if use_teacher else "plain student", generator=gen)
-        obs, _, _ = _pixels(mlic)
         latent = _encode_all(encoder, obs).numpy()
     method = "disk-student" if use_teacher else "plain-student"
     record = {
@@ -479,11 +474,17 @@ def _blended_targets(t_decoder: Decoder, t_latent: torch.Tensor, obs: torch.Tens
     row = torch.full((obs.shape[0],), -1, dtype=torch.int64)
     row[idx] = torch.arange(len(idx))
     target = torch.empty((len(idx), *obs.shape[1:]), dtype=obs.dtype)
-    with torch.no_grad():
-        for s in range(0, len(idx), chunk):
-            i = idx[s:s + chunk]
-            target[s:s + len(i)] = alpha * obs[i] + (1.0 - alpha) * t_decoder.forward_grid(t_latent[i], lights)
+    for s in range(0, len(idx), chunk):
+        i = idx[s:s + chunk]
+        target[s:s + len(i)] = _blend(t_decoder, t_latent, i, obs[i], lights, alpha)
     return target, row
+
+
+def _blend(t_decoder: Decoder, t_latent: torch.Tensor, idx: torch.Tensor, observed: torch.Tensor,
+           lights: torch.Tensor, alpha: float) -> torch.Tensor:
+    """(B, N, 3) distillation target alpha * observed + (1 - alpha) * teacher prediction of pixels idx."""
+    with torch.no_grad():
+        return alpha * observed + (1.0 - alpha) * t_decoder.forward_grid(t_latent[idx], lights)
 
 
 def _compatible_encoder(teacher: RTIModel, n_lights: int, hidden: Sequence[int], latent_size: int) -> list | None:
