@@ -21,7 +21,9 @@ def decode(latent: np.ndarray, light_xy: np.ndarray, layers: Layers, *, chunk: i
     Returns (N, out) float32.
 
     Chunks are evaluated feature-major ((units, pixels) arrays): BLAS is fastest with
-    the pixel count as the long dimension, and a chunk's activations stay in cache.
+    the pixel count as the long dimension, and a chunk's activations stay in cache. The
+    last layer is computed pixel-major straight into the result (BLAS reads the
+    transposed activations), which saves a transposing copy per chunk.
     Every activation buffer carries a last row of ones and every weight matrix its bias
     as a last column, so biases cost no separate pass; with a single light its part of
     the first layer is folded into that bias too. Elementwise operands are full arrays,
@@ -37,29 +39,29 @@ def decode(latent: np.ndarray, light_xy: np.ndarray, layers: Layers, *, chunk: i
     augmented = [np.ascontiguousarray(np.hstack([w0[:, :k], first_bias[:, None]]))]
     augmented += [np.ascontiguousarray(np.hstack([np.asarray(w, np.float32), np.asarray(b, np.float32)[:, None]]))
                   for w, b in layers[1:]]
-    out_dim = augmented[-1].shape[0]
+    last = np.ascontiguousarray(augmented.pop().T)  # (in + 1, out)
+    out_dim = last.shape[1]
     result = np.empty((n, out_dim), dtype=np.float32)
     # Preallocated buffers (fresh large arrays would page-fault on every chunk); row -1 is ones.
-    inputs = [np.ones((k + 1, chunk), np.float32)] + [np.ones((w.shape[0] + 1, chunk), np.float32) for w in augmented[:-1]]
-    output = np.empty((out_dim, chunk), np.float32)
+    inputs = [np.ones((k + 1, chunk), np.float32)] + [np.ones((w.shape[0] + 1, chunk), np.float32) for w in augmented]
     widest = max(b.shape[0] for b in inputs)
     scratch = np.empty((widest, chunk), np.float32)
     zeros = np.zeros((widest, chunk), np.float32)
-    ones = np.ones((out_dim, chunk), np.float32)
+    out_zeros = np.zeros((chunk, out_dim), np.float32)
+    out_ones = np.ones((chunk, out_dim), np.float32)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         m = stop - start
         np.copyto(inputs[0][:k, :m], latent[start:stop].T)
-        for i, w in enumerate(augmented[:-1]):
+        for i, w in enumerate(augmented):
             h = np.matmul(w, inputs[i][:, :m], out=inputs[i + 1][:-1, :m])
             if i == 0 and per_pixel:
                 h += w0_light @ light_xy[start:stop].T
             _elu_inplace(h, scratch[:h.shape[0], :m], zeros[:h.shape[0], :m])
-        out = np.matmul(augmented[-1], inputs[-1][:, :m], out=output[:, :m])
+        out = np.matmul(inputs[-1][:, :m].T, last, out=result[start:stop])
         if clip:
-            np.minimum(out, ones[:, :m], out=out)
-            np.maximum(out, zeros[:out_dim, :m], out=out)
-        result[start:stop] = out.T
+            np.minimum(out, out_ones[:m], out=out)
+            np.maximum(out, out_zeros[:m], out=out)
     return result
 
 
