@@ -25,7 +25,8 @@ def decode(latent: np.ndarray, light_xy: np.ndarray, layers: Layers, *, chunk: i
     last layer is computed pixel-major straight into the result (BLAS reads the
     transposed activations), which saves a transposing copy per chunk.
     Every activation buffer carries a last row of ones and every weight matrix its bias
-    as a last column, so biases cost no separate pass; with a single light its part of
+    as a last column (the last layer's matrix is kept transposed, so there a last row),
+    so biases cost no separate pass; with a single light its part of
     the first layer is folded into that bias too. Elementwise operands are full arrays,
     never broadcast scalars or columns (numpy's broadcast loops are 2-3x slower here).
     """
