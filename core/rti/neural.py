@@ -56,8 +56,14 @@ BATCH_PIXELS = 256
 # training (<= +0.02 dB), alpha 0 (23.38), batch 128 for 60 epochs (23.34). What helps is a longer
 # schedule at batch 64: 60 epochs 23.54-23.60 (seed 1: 23.53, was 23.38-23.41 at 30); seeds differ by
 # up to 0.25 dB at 45 epochs (23.61 vs 23.34), so 60 (~330 s on 2 cores; precomputed targets
-# make a step ~6.3 ms instead of ~7.2). 80 epochs saturate (seed 0 23.55, seed 1 23.50): the
-# student fits the training lights 0.7 dB worse than the teacher (25.48 vs 26.18), a capacity limit.
+# make a step ~6.3 ms instead of ~7.2). 80 epochs saturate (seed 0 23.55, seed 1 23.50). The
+# student fits the training lights 0.7 dB worse than the teacher (25.48 vs 26.18), but width is not
+# what limits it held-out: a 24x24 decoder fits them better (25.70) and is no better on new lights
+# (seeds 0/1: 23.54, 23.51). Seeds spread the student more than the teacher (one teacher, student
+# seeds 0-3: 23.60, 23.57, 23.33, 23.24 dB; teacher seeds 0-2: 23.86, 23.84, 23.76), so its mean gap
+# is ~0.4 dB, not seed 0's 0.3. Four students trained side by side as one batched network, keeping
+# the lowest training loss after 15 epochs, did not narrow it (seeds 0/1: 23.52, 23.44; 1.2x the
+# time): that loss ranks the end result loosely, and equal final losses differ by up to 0.15 dB.
 STUDENT_EPOCHS = 60
 STUDENT_BATCH_PIXELS = 64
 LR = 1e-2
