@@ -81,13 +81,8 @@ def split_holdout(mlic, k: int | None):
         return mlic, None
     if k < 2:
         raise InputError(f"--holdout {k} would hold out every light (use K >= 2)")
-    from pnrelight.formats.mlic import MLIC
-
-    idx = np.arange(len(mlic.names))
-    out = idx % k == k - 1
-    def take(sel):
-        return MLIC(images=mlic.images[sel], directions=mlic.directions[sel], names=[mlic.names[i] for i in idx[sel]], mask=mlic.mask, folder=mlic.folder)
-    return take(~out), take(out)
+    out = np.arange(len(mlic.names)) % k == k - 1
+    return mlic.subset(~out), mlic.subset(out)
 
 
 def _load_mlic(folder: Path, min_lights: int = 1):

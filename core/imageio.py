@@ -35,6 +35,15 @@ def read_image(path: str | os.PathLike, *, exif_transpose: bool = False) -> np.n
 
 def read_image_rgba(path: str | os.PathLike, *, exif_transpose: bool = False) -> np.ndarray:
     """Like :func:`read_image` but keeps alpha: (H, W), (H, W, 3) or (H, W, 4) float32."""
+    return _to_float(read_image_native(path, exif_transpose=exif_transpose))
+
+
+def read_image_native(path: str | os.PathLike, *, exif_transpose: bool = False) -> np.ndarray:
+    """Read an image at its stored precision, alpha kept: uint8, uint16 or float32 (H, W[, C]).
+
+    Integer files stay integers (an 8-bit collection stays 8-bit in memory); multiply by
+    :func:`native_scale` of the dtype for [0, 1] values.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"image not found: {path} (check the path)")
@@ -52,23 +61,38 @@ def read_image_rgba(path: str | os.PathLike, *, exif_transpose: bool = False) ->
             arr = _read_png16_colour(path)
             if arr is not None:
                 return arr
-        return _read_pillow(path, exif_transpose)
+        return _to_native(_read_pillow(path, exif_transpose))
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - any decoder failure is bad input
         raise InputError(f"cannot read image {path}: {exc} (is it a valid image file?)") from None
 
 
-def _to_float(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
-    if arr.dtype == np.uint16:
-        return arr.astype(np.float32) / 65535.0
+def native_scale(dtype) -> float:
+    """Factor taking values of :func:`read_image_native`'s dtype to [0, 1] (1 for floats)."""
+    dtype = np.dtype(dtype)
+    if dtype == np.uint8:
+        return 1.0 / 255.0
+    if dtype == np.uint16:
+        return 1.0 / 65535.0
+    return 1.0
+
+
+def _to_native(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype in (np.uint8, np.uint16, np.float32):
+        return arr
     if arr.dtype in (np.int32, np.uint32):
-        return (arr.astype(np.float64) / 65535.0).astype(np.float32)
+        return np.clip(arr, 0, 65535).astype(np.uint16)
     if arr.dtype == bool:
-        return arr.astype(np.float32)
+        return arr.astype(np.uint8) * np.uint8(255)
     return arr.astype(np.float32)
+
+
+def _to_float(arr: np.ndarray) -> np.ndarray:
+    arr = _to_native(arr)
+    if arr.dtype == np.float32:
+        return arr
+    return arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
 
 
 def _read_pillow(path: Path, exif_transpose: bool) -> np.ndarray:
@@ -82,16 +106,16 @@ def _read_pillow(path: Path, exif_transpose: bool) -> np.ndarray:
             arr = np.asarray(im).astype(np.uint16) if mode != "I" else np.asarray(im)
             if mode == "I":
                 arr = np.clip(arr, 0, 65535).astype(np.uint16)
-            return _to_float(arr)
+            return arr
         if mode == "F":
             return np.asarray(im, dtype=np.float32)
         if mode in ("1", "L"):
-            return _to_float(np.asarray(im.convert("L")))
+            return np.asarray(im.convert("L"))
         if mode == "LA":
-            return _to_float(np.asarray(im))
+            return np.asarray(im)
         if mode in ("RGBA", "PA", "P") and ("transparency" in im.info or mode != "P"):
-            return _to_float(np.asarray(im.convert("RGBA")))
-        return _to_float(np.asarray(im.convert("RGB")))
+            return np.asarray(im.convert("RGBA"))
+        return np.asarray(im.convert("RGB"))
 
 
 def _png_is_16bit_colour(path: Path) -> bool:
@@ -110,7 +134,7 @@ def _read_png16_colour(path: Path) -> np.ndarray | None:
     if arr is None:
         return None
     arr = arr[..., [2, 1, 0, 3]] if arr.shape[2] == 4 else arr[..., ::-1]
-    return _to_float(np.ascontiguousarray(arr))
+    return np.ascontiguousarray(arr)
 
 
 def _read_tiff(path: Path) -> np.ndarray | None:
@@ -121,7 +145,7 @@ def _read_tiff(path: Path) -> np.ndarray | None:
     arr = tifffile.imread(path)
     if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[2] not in (3, 4):
         arr = np.moveaxis(arr, 0, -1)
-    return _to_float(arr)
+    return _to_native(arr)
 
 
 def read_exr(path: str | os.PathLike) -> np.ndarray:

@@ -58,8 +58,8 @@ def test_teacher_training_reduces_loss_and_fits(mlic, teacher):
     assert model.kind == "neural" and model.coefficients.shape == (24, 24, 9)
     assert mlp.hidden_widths(model.layers) == [50, 50]
     # Relit training lights reproduce the photographs better than their mean does.
-    err = np.mean([(relight(model, d) - img) ** 2 for d, img in zip(mlic.directions, mlic.images)])
-    assert err < 0.2 * mlic.images.var()
+    err = np.mean([(relight(model, d) - img) ** 2 for d, img in zip(mlic.directions, mlic.float_images())])
+    assert err < 0.2 * mlic.float_images().var()
 
 
 def test_numpy_decoder_matches_torch(teacher):
@@ -84,7 +84,7 @@ def test_numpy_decoder_matches_torch(teacher):
 
 def test_numpy_encoder_reproduces_latents(mlic, teacher):
     model, record = teacher
-    obs = mlic.images.reshape(mlic.images.shape[0], -1, 3).transpose(1, 0, 2)
+    obs = mlic.float_images().reshape(mlic.count, -1, 3).transpose(1, 0, 2)
     np.testing.assert_allclose(neural.encode(obs, record["encoder"]), model.coefficients.reshape(-1, 9), atol=1e-4)
 
 
@@ -111,7 +111,7 @@ def test_alpha_zero_follows_the_teacher_not_the_photos(mlic, teacher):
                                         **{**FAST, "epochs": 40})
     lights = mlic.directions[::3]
     to_teacher = np.mean([psnr(relight(student, d), relight(swapped, d)) for d in lights])
-    to_photos = np.mean([psnr(relight(student, d), img) for d, img in zip(lights, mlic.images[::3])])
+    to_photos = np.mean([psnr(relight(student, d), img) for d, img in zip(lights, mlic.float_images()[::3])])
     assert to_teacher > 28.0
     assert to_teacher > to_photos + 5.0
 

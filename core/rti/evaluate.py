@@ -25,7 +25,7 @@ def evaluate(model: RTIModel, test: MLIC, *, progress=None) -> dict:
         it = progress(it, total=len(test.names), desc="evaluating")
     for i in it:
         pred = relight(model, test.directions[i])
-        ref = np.clip(test.images[i], 0.0, 1.0)
+        ref = np.clip(test.image(i), 0.0, 1.0)
         rows.append({"name": test.names[i], "psnr": psnr(pred, ref, mask), "ssim": ssim(pred, ref, mask)})
     return {
         "mean": {"psnr": float(np.mean([r["psnr"] for r in rows])), "ssim": float(np.mean([r["ssim"] for r in rows]))},

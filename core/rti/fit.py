@@ -22,7 +22,7 @@ def fit_linear(mlic: MLIC, kind: str, terms: int | None = None, colorspace: str 
         raise InputError(f"{n} lights are fewer than the {t} terms of {kind.upper()}-{t} (capture more lights or use fewer --terms)")
     basis = basis_matrix(kind, mlic.directions, t)                # (N, T)
     solve = np.linalg.pinv(basis).astype(np.float32)               # (T, N)
-    images = mlic.images                                           # (N, H, W, 3)
+    images = mlic.float_images()                                   # (N, H, W, 3)
     _, h, w, _ = images.shape
     if colorspace == "rgb":
         coeffs = np.tensordot(solve, images, axes=(1, 0))          # (T, H, W, 3)

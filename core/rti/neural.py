@@ -205,7 +205,7 @@ def _torch_threads(threads: int | None):
 
 def _pixels(mlic) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """(P, N, 3) observations, (N, 2) light xy, (P,) training-pixel indices (mask-aware)."""
-    images = np.asarray(mlic.images, np.float32)
+    images = mlic.float_images()
     n, h, w, _ = images.shape
     obs = torch.from_numpy(np.ascontiguousarray(images.reshape(n, h * w, 3).transpose(1, 0, 2)))
     lights = torch.from_numpy(np.asarray(mlic.directions, np.float32)[:, :2].copy())
