@@ -24,6 +24,7 @@ This module imports torch; nothing else in pnrelight imports it at module level.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from typing import Callable, Sequence
@@ -40,37 +41,27 @@ DEFAULT_TEACHER_HIDDEN = (50, 50)
 DEFAULT_STUDENT_HIDDEN = (20, 20)
 DEFAULT_ENCODER_HIDDEN = (150, 150, 150)
 LATENT_SIZE = 9
-# Training defaults, chosen on Dome (49 lights, 56k masked pixels) for a 2-core CPU budget:
-# small batches (many Adam steps) with a high peak rate made stable by gradient clipping,
-# and a scaled light input, which speeds up learning of the light dependence most.
+# Training defaults (how they were chosen, and the recipes measured without gain:
+# docs/neural_training.md): small batches with a high peak rate made stable by gradient
+# clipping, and a scaled light input, which speeds up learning of the light dependence most.
 EPOCHS = 30
 BATCH_PIXELS = 256
-# The small decoder gains from 4x more (smaller) steps, where the teacher lost 0.7 dB with
-# them. Dome held-out, DisK alpha 0.3: batch 256/20 epochs 23.21 dB; batch 64: 20 epochs
-# 23.42, 30 epochs 23.51, 40 epochs 23.53; batch 32/20 epochs 23.34; lr 5e-3 23.31.
-# Measured on Dome without gain over this recipe (seed 0 ~23.46-23.51 dB, seed 1 ~23.38-23.41): EMA
-# weights, encoder lr x0.3, decoder lr x2, Adam beta2 0.99, clip 0.1, light scale 30,
-# decoder warm-up on frozen teacher latents, a decoder pruned from the teacher as start,
-# a 32x32 assistant between teacher and student, per-light loss weights, a loss that ignores
-# errors clipped away at 0 and 1, per-pixel latent refinement and L-BFGS on the decoder after
-# training (<= +0.02 dB), alpha 0 (23.38), batch 128 for 60 epochs (23.34). What helps is a longer
-# schedule at batch 64: 60 epochs 23.54-23.60 (seed 1: 23.53, was 23.38-23.41 at 30); seeds differ by
-# up to 0.25 dB at 45 epochs (23.61 vs 23.34), so 60 (~330 s on 2 cores; precomputed targets
-# make a step ~6.3 ms instead of ~7.2). 80 epochs saturate (seed 0 23.55, seed 1 23.50). The
-# student fits the training lights 0.7 dB worse than the teacher (25.48 vs 26.18), but width is not
-# what limits it held-out: a 24x24 decoder fits them better (25.70) and is no better on new lights
-# (seeds 0/1: 23.54, 23.51). Seeds spread the student more than the teacher (one teacher, student
-# seeds 0-3: 23.60, 23.57, 23.33, 23.24 dB; teacher seeds 0-2: 23.86, 23.84, 23.76), so its mean gap
-# is ~0.4 dB, not seed 0's 0.3. Four students trained side by side as one batched network, keeping
-# the lowest training loss after 15 epochs, did not narrow it (seeds 0/1: 23.52, 23.44; 1.2x the
-# time): that loss ranks the end result loosely, and equal final losses differ by up to 0.15 dB.
 STUDENT_EPOCHS = 60
 STUDENT_BATCH_PIXELS = 64
 LR = 1e-2
 CLIP_NORM = 0.2
 LIGHT_SCALE = 15.0
-# Distillation targets of all training pixels are precomputed up to this size (Dome: 33 MB).
-PRECOMPUTED_TARGET_BYTES = 1 << 30
+# Cost bounds for large captures: a run trains on at most MAX_TRAIN_PIXELS pixels for at most
+# *_MAX_STEPS steps (Dome's 53k training pixels stay under both: 30 / 60 full epochs).
+MAX_TRAIN_PIXELS = 1 << 18
+TEACHER_MAX_STEPS = 12000
+STUDENT_MAX_STEPS = 60000
+# Validation pixels (never trained on) select the returned state and detect divergence.
+VAL_FRACTION = 0.05
+VAL_MIN_PIXELS = 32
+VAL_MAX_PIXELS = 4096
+DIVERGENCE_FACTOR = 3.0
+MAX_RECOVERIES = 6
 
 
 # ----------------------------------------------------------------------------- networks
@@ -203,17 +194,6 @@ def _torch_threads(threads: int | None):
         torch.set_num_threads(old)
 
 
-def _pixels(mlic) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """(P, N, 3) observations, (N, 2) light xy, (P,) training-pixel indices (mask-aware)."""
-    images = mlic.float_images()
-    n, h, w, _ = images.shape
-    obs = torch.from_numpy(np.ascontiguousarray(images.reshape(n, h * w, 3).transpose(1, 0, 2)))
-    lights = torch.from_numpy(np.asarray(mlic.directions, np.float32)[:, :2].copy())
-    mask = getattr(mlic, "mask", None)
-    train_idx = np.flatnonzero(mask.reshape(-1)) if mask is not None and mask.any() else np.arange(h * w)
-    return obs, lights, train_idx
-
-
 def _check_mlic(mlic, min_lights: int = 2) -> None:
     if mlic.images.ndim != 4 or mlic.images.shape[-1] != 3:
         raise InputError("MLIC images must be (N, H, W, 3) RGB (load the folder with load_mlic)")
@@ -221,29 +201,84 @@ def _check_mlic(mlic, min_lights: int = 2) -> None:
         raise InputError(f"neural RTI needs at least {min_lights} lights, the MLIC has {mlic.images.shape[0]} (capture more lights)")
 
 
-def _init_from_data(encoder: Encoder | None, decoder: Decoder, obs: torch.Tensor, train_idx: np.ndarray) -> None:
+def _check_epochs(epochs: int) -> None:
+    if epochs < 1:
+        raise InputError(f"epochs must be at least 1, not {epochs} (use --epochs 1 or more)")
+
+
+def _device(device: str | None) -> torch.device:
+    name = device or "cpu"
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device {name!r} asked for but torch sees no CUDA GPU (use --device cpu)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device {name!r} (use cpu, cuda or auto)") from None
+
+
+def split_pixels(mlic, *, max_pixels: int = MAX_TRAIN_PIXELS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation pixels of an MLIC: (train (S,), val (V,)) sorted flat indices.
+
+    Candidates are the masked pixels (all pixels without a mask). VAL_FRACTION of them,
+    between VAL_MIN_PIXELS and VAL_MAX_PIXELS, are kept out of the steps and only used to
+    select the returned model and to detect divergence; at most ``max_pixels`` of the
+    rest, drawn uniformly, are trained on (large captures train on a sample).
+    """
+    h, w = mlic.shape
+    mask = getattr(mlic, "mask", None)
+    candidates = np.flatnonzero(mask.reshape(-1)) if mask is not None and mask.any() else np.arange(h * w)
+    n_val = int(np.clip(round(VAL_FRACTION * len(candidates)), min(VAL_MIN_PIXELS, len(candidates) // 4), VAL_MAX_PIXELS))
+    order = np.random.default_rng(seed).permutation(len(candidates))
+    val = np.sort(candidates[order[:n_val]])
+    train = np.sort(candidates[order[n_val:n_val + int(max_pixels)]])
+    return train, val
+
+
+def _init_from_data(encoder: Encoder | None, decoder: Decoder, obs: torch.Tensor) -> None:
     """Standardise the encoder's input and start the decoder's output at the mean colour."""
-    sample = obs[torch.from_numpy(train_idx[:: max(1, len(train_idx) // 20000)])]
+    sample = obs[:: max(1, obs.shape[0] // 20000)]
     with torch.no_grad():
         if encoder is not None:
             encoder.set_input_statistics(sample)
         decoder.layers[-1].bias.copy_(sample.reshape(-1, 3).mean(0))
 
 
-def _encode_all(encoder: Encoder, obs: torch.Tensor, chunk: int = 1 << 14) -> torch.Tensor:
+def _encode_mlic(encoder: Encoder, mlic, device: torch.device, progress=None, chunk_bytes: int = 1 << 26) -> np.ndarray:
+    """Latent of every pixel, streamed in row blocks of the collection: (H·W, K) float32."""
+    n = mlic.count
+    h, w = mlic.shape
+    rows = max(1, chunk_bytes // (w * n * 3 * 4))
+    out = np.empty((h * w, encoder.layers[-1].out_features), np.float32)
+    starts = range(0, h, rows)
+    if progress is not None:
+        starts = progress(starts, total=len(starts), desc="encoding")
     with torch.no_grad():
-        return torch.cat([encoder(obs[s:s + chunk]) for s in range(0, obs.shape[0], chunk)])
+        for y0 in starts:
+            y1 = min(h, y0 + rows)
+            block = mlic.rows(y0, y1).transpose(1, 2, 0, 3).reshape(-1, n, 3)
+            out[y0 * w:y1 * w] = encoder(torch.from_numpy(np.ascontiguousarray(block)).to(device)).cpu().numpy()
+    return out
 
 
-def _steps_schedule(opt, lr: float, total_steps: int, schedule: str):
-    if schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total_steps, 2), pct_start=0.15,
-                                                   div_factor=10.0, final_div_factor=100.0)
-    if schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total_steps, 1), eta_min=lr * 0.01)
+def _lr_at(step: int, total: int, lr: float, schedule: str) -> float:
+    """Learning rate of ``step`` out of ``total``: onecycle (15 % cosine warm-up from lr/10, cosine
+    decay to lr/1000), cosine (lr to lr/100) or constant."""
     if schedule == "constant":
-        return None
-    raise InputError(f"unknown schedule {schedule!r} (use onecycle, cosine or constant)")
+        return lr
+    if schedule == "cosine":
+        return lr * 0.01 + lr * 0.99 * 0.5 * (1.0 + math.cos(math.pi * step / max(1, total)))
+    warm = max(1, int(0.15 * total))
+    start, end = lr / 10.0, lr / 1000.0
+    if step < warm:
+        return start + (lr - start) * 0.5 * (1.0 - math.cos(math.pi * step / warm))
+    return end + (lr - end) * 0.5 * (1.0 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
+def _check_schedule(schedule: str) -> None:
+    if schedule not in ("onecycle", "cosine", "constant"):
+        raise InputError(f"unknown schedule {schedule!r} (use onecycle, cosine or constant)")
 
 
 def sample_hemisphere_xy(count: int, generator: torch.Generator, *, min_z: float = 0.0) -> torch.Tensor:
@@ -257,139 +292,252 @@ def sample_hemisphere_xy(count: int, generator: torch.Generator, *, min_z: float
 
 
 def _neural_model(mlic, latent: np.ndarray, decoder: Decoder, meta: dict) -> RTIModel:
-    h, w = mlic.images.shape[1:3]
+    h, w = mlic.shape
     return RTIModel(kind="neural", colorspace="rgb", coefficients=latent.reshape(h, w, -1).astype(np.float32),
                     terms=int(latent.shape[1]), layers=decoder.to_numpy(),
                     mask=None if getattr(mlic, "mask", None) is None else np.asarray(mlic.mask, bool).copy(), meta=meta)
 
 
+def hsh9_fit_mse(observations: np.ndarray, directions: np.ndarray) -> float | None:
+    """Mean squared error of a per-pixel least-squares HSH-9 fit to observations (P, N, 3) under
+    directions (N, 3): the simple baseline a neural model must beat (None with fewer than 9 lights)."""
+    if len(directions) < 9:
+        return None
+    from .bases import basis_matrix
+
+    basis = basis_matrix("hsh", directions, 9)                      # (N, 9)
+    fit = basis @ (np.linalg.pinv(basis) @ np.asarray(observations, np.float64))  # (P, N, 3)
+    return float(np.mean((fit - observations) ** 2))
+
+
+def _val_mse(encoder: Encoder, decoder: Decoder, obs: torch.Tensor, lights: torch.Tensor, chunk: int = 2048) -> float:
+    """Reconstruction error of held-out pixels under the training lights."""
+    total = 0.0
+    with torch.no_grad():
+        for s in range(0, obs.shape[0], chunk):
+            o = obs[s:s + chunk]
+            total += float(torch.sum((decoder.forward_grid(encoder(o), lights) - o) ** 2))
+    return total / max(1, obs.numel())
+
+
 # ----------------------------------------------------------------------------- training loop
 
-def _train(obs: torch.Tensor, lights: torch.Tensor, train_idx: np.ndarray, *, encoder: Encoder, decoder: Decoder, loss_fn: Callable, epochs: int, batch_pixels: int,
-           pixels_per_epoch: int | None, lr: float, schedule: str, clip_norm: float, progress, desc: str,
-           generator: torch.Generator) -> tuple[list[float], float]:
-    """Shared loop: each step takes ``batch_pixels`` training pixels with all their lights.
+def _fit(encoder: Encoder, decoder: Decoder, step_loss: Callable, val_loss: Callable, n_rows: int, *, epochs: int,
+         batch_pixels: int, max_steps: int | None, lr: float, schedule: str, clip_norm: float, progress, desc: str,
+         generator: torch.Generator, device: torch.device) -> dict:
+    """The shared loop: Adam on ``step_loss(rows)`` over random batches of sample rows.
 
-    obs, lights, train_idx : as :func:`_pixels` returns them.
+    Training is split into ``epochs`` rounds (passes over the sample, fewer steps when
+    ``max_steps`` caps the total); each round ends with ``val_loss()``. The state with the
+    lowest validation loss is kept. A non-finite step loss, or a validation loss above
+    DIVERGENCE_FACTOR x the best, is a divergence: the networks and Adam's moments go back
+    to the best state and, for the rest of the run, the rate is capped at half the highest
+    rate of the failed round (the schedule's low-rate tail is kept). After MAX_RECOVERIES
+    divergences training stops. Returns the history (losses, val_losses,
+    best_val, best_round, recoveries, steps) with the networks left at their best state.
     """
-    train_idx_t = torch.from_numpy(train_idx)
-    per_epoch = len(train_idx) if not pixels_per_epoch else min(int(pixels_per_epoch), len(train_idx))
-    batch = max(1, min(int(batch_pixels), per_epoch))
-    steps_per_epoch = max(1, per_epoch // batch)
+    batch = max(1, min(int(batch_pixels), n_rows))
+    steps_per_epoch = max(1, n_rows // batch)
+    total = epochs * steps_per_epoch if not max_steps else min(epochs * steps_per_epoch, int(max_steps))
+    total = max(total, epochs)
+    bounds = np.linspace(0, total, epochs + 1).round().astype(int)
     params = list(encoder.parameters()) + list(decoder.parameters())
     # fused: one kernel for all parameters; ~1 ms of a ~8 ms student step on 2 cores
-    opt = torch.optim.Adam(params, lr=lr, fused=True)
-    sched = _steps_schedule(opt, lr, epochs * steps_per_epoch, schedule)
-    losses = []
-    t0 = time.perf_counter()
-    epoch_iter = range(epochs)
+    opt = torch.optim.Adam(params, lr=lr, fused=device.type in ("cpu", "cuda"))
+
+    def snapshot():
+        return copy.deepcopy((encoder.state_dict(), decoder.state_dict(), opt.state_dict()))
+
+    def restore(state):
+        encoder.load_state_dict(state[0])
+        decoder.load_state_dict(state[1])
+        opt.load_state_dict(state[2])
+
+    best_val, best_state, best_round = val_loss(), snapshot(), 0
+    lr_cap, recoveries, losses, val_losses = math.inf, [], [], []
+    order, cursor = None, n_rows
+    rounds = range(epochs)
     if progress is not None:
-        epoch_iter = progress(epoch_iter, total=epochs, desc=desc)
-    for _ in epoch_iter:
-        order = train_idx_t[torch.randperm(len(train_idx), generator=generator)[:steps_per_epoch * batch]]
-        total = 0.0
-        for s in range(steps_per_epoch):
-            idx = order[s * batch:(s + 1) * batch]
-            loss = loss_fn(idx, obs[idx], lights)
+        rounds = progress(rounds, total=epochs, desc=desc)
+    for r in rounds:
+        total_loss = torch.zeros((), device=device)
+        done, failure, top_rate = 0, None, 0.0
+        for step in range(bounds[r], bounds[r + 1]):
+            if cursor + batch > n_rows:
+                order, cursor = torch.randperm(n_rows, generator=generator).to(device), 0
+            rows = order[cursor:cursor + batch]
+            cursor += batch
+            rate = min(_lr_at(step, total, lr, schedule), lr_cap)
+            top_rate = max(top_rate, rate)
+            for group in opt.param_groups:
+                group["lr"] = rate
+            loss = step_loss(rows)
+            if not torch.isfinite(loss):
+                failure = f"non-finite training loss at step {step}"
+                break
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if clip_norm:
                 torch.nn.utils.clip_grad_norm_(params, clip_norm)
             opt.step()
-            if sched is not None:
-                sched.step()
-            total += float(loss.detach())
-        losses.append(total / steps_per_epoch)
-        if progress is not None and hasattr(epoch_iter, "set_postfix"):
-            epoch_iter.set_postfix(loss=f"{losses[-1]:.2e}")
-    return losses, time.perf_counter() - t0
+            total_loss += loss.detach()
+            done += 1
+        losses.append(float(total_loss) / max(1, done))
+        val = val_loss() if failure is None else float("nan")
+        if failure is None and not math.isfinite(val):
+            failure = "non-finite validation loss"
+        elif failure is None and val > DIVERGENCE_FACTOR * best_val:
+            failure = f"validation loss {val:.3g} > {DIVERGENCE_FACTOR:g} x best {best_val:.3g}"
+        if failure is not None:
+            restore(best_state)
+            lr_cap = 0.5 * top_rate
+            recoveries.append({"round": r + 1, "step": int(step), "reason": failure, "rolled_back_to_round": best_round,
+                               "lr_cap": lr_cap})
+        elif val < best_val:
+            best_val, best_state, best_round = val, snapshot(), r + 1
+        val_losses.append(val)
+        if hasattr(rounds, "set_postfix"):
+            post = {"loss": f"{losses[-1]:.2e}", "val": f"{val:.2e}"}
+            if recoveries:
+                post["recovered"] = len(recoveries)
+            rounds.set_postfix(**post)
+        if len(recoveries) > MAX_RECOVERIES:
+            break
+    restore(best_state)
+    return {"losses": losses, "val_losses": val_losses, "best_val": best_val, "best_round": best_round,
+            "recoveries": recoveries, "steps": int(total), "batch_pixels": batch}
 
 
 def _settings(**kw) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}
 
 
+class _Data:
+    """The pixels one training run sees, on its device: train/val observations and light xy."""
+
+    def __init__(self, mlic, max_pixels: int, seed: int, device: torch.device):
+        self.train_idx, self.val_idx = split_pixels(mlic, max_pixels=max_pixels, seed=seed)
+        self.train = torch.from_numpy(mlic.pixels(self.train_idx)).to(device)   # (S, N, 3)
+        self.val = torch.from_numpy(mlic.pixels(self.val_idx)).to(device)       # (V, N, 3)
+        self.lights = torch.from_numpy(np.asarray(mlic.directions, np.float32)[:, :2].copy()).to(device)
+        self.baseline = hsh9_fit_mse(self.val.cpu().numpy(), mlic.directions)
+
+
+def _train_guarded(build: Callable, data: _Data, *, seed: int, lr: float, label: str, **loop) -> tuple:
+    """Train networks made by ``build(seed)`` -> (encoder, decoder, step_loss); guard the result
+    against the HSH-9 baseline on the validation pixels.
+
+    When the best validation error is worse than HSH-9's, training is repeated once from
+    scratch with another seed at a quarter of the rate, and the better attempt is kept; if
+    neither beats HSH-9 the record says so in ``warning`` (one line). Returns
+    (encoder, decoder, history, attempts, warning).
+    """
+    attempts = []
+    for s, rate in ((seed, lr), (seed + 1, lr * 0.25)):
+        torch.manual_seed(s)
+        encoder, decoder, step_loss = build(s)
+        gen = torch.Generator().manual_seed(s)
+        hist = _fit(encoder, decoder, step_loss, lambda: _val_mse(encoder, decoder, data.val, data.lights),
+                    data.train.shape[0], lr=rate, generator=gen, **loop)
+        attempts.append((hist["best_val"], encoder, decoder, {**hist, "seed": s, "lr": rate}))
+        if data.baseline is None or hist["best_val"] <= data.baseline:
+            break
+    best_val, encoder, decoder, hist = min(attempts, key=lambda a: a[0])
+    warning = None
+    if data.baseline is not None and best_val > data.baseline:
+        warning = (f"{label} did not beat HSH-9 on the validation pixels (MSE {best_val:.3g} vs {data.baseline:.3g}) "
+                   f"after {len(attempts)} attempts; keeping training's best (try more --epochs, or use --basis hsh)")
+    summary = [{k: a[3][k] for k in ("seed", "lr", "best_val", "best_round", "recoveries")} for a in attempts]
+    return encoder, decoder, hist, summary, warning
+
+
+def _record(method, data, hist, attempts, warning, *, seed, epochs, seconds, device, encoder, decoder, settings):
+    return {
+        "method": method, "seed": int(seed), "epochs": int(epochs), "steps": hist["steps"],
+        "losses": [float(x) for x in hist["losses"]], "val_losses": [float(x) for x in hist["val_losses"]],
+        "best_round": hist["best_round"], "recoveries": hist["recoveries"], "attempts": attempts,
+        "baseline": {"hsh9_val_mse": data.baseline, "val_mse": float(hist["best_val"]),
+                     "beats_hsh9": None if data.baseline is None else bool(hist["best_val"] <= data.baseline)},
+        "warning": warning, "train_pixels": int(len(data.train_idx)), "val_pixels": int(len(data.val_idx)),
+        "seconds": round(seconds, 3), "threads": torch.get_num_threads(), "device": str(device),
+        "settings": settings, "decoder_parameters": mlp.decoder_parameters(decoder.to_numpy()),
+        "encoder": encoder_to_numpy(encoder),
+    }
+
+
 def train_teacher(mlic, *, hidden: Sequence[int] = DEFAULT_TEACHER_HIDDEN,
                   encoder_hidden: Sequence[int] = DEFAULT_ENCODER_HIDDEN, latent_size: int = LATENT_SIZE,
-                  epochs: int = EPOCHS, batch_pixels: int = BATCH_PIXELS, pixels_per_epoch: int | None = None,
-                  lr: float = LR, schedule: str = "onecycle", clip_norm: float = CLIP_NORM,
-                  light_scale: float = LIGHT_SCALE, seed: int = 0, threads: int | None = None,
-                  progress=None) -> tuple[RTIModel, dict]:
+                  epochs: int = EPOCHS, batch_pixels: int = BATCH_PIXELS, max_steps: int | None = TEACHER_MAX_STEPS,
+                  max_pixels: int = MAX_TRAIN_PIXELS, lr: float = LR, schedule: str = "onecycle",
+                  clip_norm: float = CLIP_NORM, light_scale: float = LIGHT_SCALE, seed: int = 0,
+                  threads: int | None = None, device: str | None = None, progress=None) -> tuple[RTIModel, dict]:
     """Train a NeuralRTI autoencoder on an MLIC.
 
     mlic : :class:`pnrelight.formats.mlic.MLIC` with images (N, H, W, 3) and directions (N, 3).
         With a mask, training uses the masked pixels; latents are computed for all pixels.
+    hidden : decoder widths; (50, 50) is NeuralRTI's reference (OpenLIME loads any two
+        equal-width hidden layers); wider or deeper decoders make stronger teachers.
+    max_steps, max_pixels : the step budget and training-sample cap that bound the cost on
+        large captures (the latents of every pixel are then computed in row blocks).
+    device : "cpu" (default), "cuda" or "auto".
     progress : optional ``progress(iterable, total=, desc=)`` wrapper (e.g. pnrelight.progress.progress).
     Returns (model, record): a "neural" RTIModel (coefficients (H, W, latent_size),
-    decoder layers) and the training record (losses per epoch, seconds, seed, settings,
+    decoder layers) and the training record (losses and validation losses per round,
+    recoveries from divergence, the HSH-9 baseline check, seconds, seed, settings,
     ``encoder``: the encoder layers as float32 numpy [(W (out, in), b), ...]).
     """
     return _train_autoencoder(mlic, "neuralrti-teacher", hidden=hidden, encoder_hidden=encoder_hidden,
-                              latent_size=latent_size, epochs=epochs, batch_pixels=batch_pixels,
-                              pixels_per_epoch=pixels_per_epoch, lr=lr, schedule=schedule, clip_norm=clip_norm,
-                              light_scale=light_scale, seed=seed, threads=threads, progress=progress)
+                              latent_size=latent_size, epochs=epochs, batch_pixels=batch_pixels, max_steps=max_steps,
+                              max_pixels=max_pixels, lr=lr, schedule=schedule, clip_norm=clip_norm,
+                              light_scale=light_scale, seed=seed, threads=threads, device=device, progress=progress)
 
 
-def _check_epochs(epochs: int) -> None:
-    if epochs < 1:
-        raise InputError(f"epochs must be at least 1, not {epochs} (use --epochs 1 or more)")
-
-
-def _new_networks(mlic, encoder_hidden, hidden, latent_size, light_scale, seed):
-    """Seed torch, build an encoder and decoder, gather the pixels: shared start of every training run.
-
-    Returns (generator, encoder, decoder, observations, light xy, training pixel indices).
-    """
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    encoder = Encoder(mlic.images.shape[0], encoder_hidden, latent_size)
-    decoder = Decoder(latent_size, hidden, light_scale)
-    obs, lights, train_idx = _pixels(mlic)
-    return gen, encoder, decoder, obs, lights, train_idx
-
-
-def _train_autoencoder(mlic, method: str, *, hidden, encoder_hidden, latent_size, epochs, batch_pixels,
-                       pixels_per_epoch, lr, schedule, clip_norm, light_scale, seed, threads, progress):
+def _train_autoencoder(mlic, method: str, *, hidden, encoder_hidden, latent_size, epochs, batch_pixels, max_steps,
+                       max_pixels, lr, schedule, clip_norm, light_scale, seed, threads, device, progress):
     _check_mlic(mlic)
     _check_epochs(epochs)
+    _check_schedule(schedule)
+    dev = _device(device)
+    label = "teacher" if method == "neuralrti-teacher" else "plain student"
     with _torch_threads(threads):
-        used_threads = torch.get_num_threads()
-        gen, encoder, decoder, obs, lights, train_idx = _new_networks(mlic, encoder_hidden, hidden, latent_size, light_scale, seed)
-        _init_from_data(encoder, decoder, obs, train_idx)
+        start = time.perf_counter()
+        data = _Data(mlic, max_pixels, seed, dev)
 
-        def loss_fn(idx, target, lights):
-            pred = decoder.forward_grid(encoder(target), lights)
-            return torch.mean((pred - target) ** 2)
+        def build(s):
+            encoder = Encoder(mlic.count, encoder_hidden, latent_size).to(dev)
+            decoder = Decoder(latent_size, hidden, light_scale).to(dev)
+            _init_from_data(encoder, decoder, data.train)
 
-        losses, seconds = _train(obs, lights, train_idx, encoder=encoder, decoder=decoder, loss_fn=loss_fn, epochs=epochs,
-                                 batch_pixels=batch_pixels, pixels_per_epoch=pixels_per_epoch, lr=lr,
-                                 schedule=schedule, clip_norm=clip_norm, progress=progress,
-                                 desc="teacher" if method == "neuralrti-teacher" else "plain student", generator=gen)
-        latent = _encode_all(encoder, obs).numpy()
-    record = {
-        "method": method, "seed": int(seed), "epochs": int(epochs), "losses": [float(x) for x in losses],
-        "seconds": round(seconds, 3), "threads": used_threads,
-        "settings": _settings(hidden=tuple(hidden), encoder_hidden=tuple(encoder_hidden), latent_size=latent_size,
-                              batch_pixels=batch_pixels, pixels_per_epoch=pixels_per_epoch, lr=lr, schedule=schedule,
-                              clip_norm=clip_norm, light_scale=light_scale, optimizer="adam", loss="mse"),
-        "decoder_parameters": mlp.decoder_parameters(decoder.to_numpy()),
-        "encoder": encoder_to_numpy(encoder),
-    }
+            def step_loss(rows):
+                target = data.train[rows]
+                return torch.mean((decoder.forward_grid(encoder(target), data.lights) - target) ** 2)
+            return encoder, decoder, step_loss
+
+        encoder, decoder, hist, attempts, warning = _train_guarded(
+            build, data, seed=seed, lr=lr, label=label, epochs=epochs, batch_pixels=batch_pixels, max_steps=max_steps,
+            schedule=schedule, clip_norm=clip_norm, progress=progress, desc=label, device=dev)
+        latent = _encode_mlic(encoder, mlic, dev, progress)
+        settings = _settings(hidden=tuple(hidden), encoder_hidden=tuple(encoder_hidden), latent_size=latent_size,
+                             batch_pixels=batch_pixels, max_steps=max_steps, max_pixels=max_pixels, lr=lr,
+                             schedule=schedule, clip_norm=clip_norm, light_scale=light_scale, optimizer="adam", loss="mse")
+        record = _record(method, data, hist, attempts, warning, seed=seed, epochs=epochs,
+                         seconds=time.perf_counter() - start, device=dev, encoder=encoder.cpu(), decoder=decoder.cpu(),
+                         settings=settings)
     model = _neural_model(mlic, latent, decoder, {"method": method, "seed": int(seed)})
     return model, record
 
 
 def distill_student(teacher: RTIModel, mlic, *, hidden: Sequence[int] = DEFAULT_STUDENT_HIDDEN, alpha: float = 0.3,
                     encoder_hidden: Sequence[int] = DEFAULT_ENCODER_HIDDEN, epochs: int = STUDENT_EPOCHS,
-                    batch_pixels: int = STUDENT_BATCH_PIXELS, pixels_per_epoch: int | None = None, lr: float = LR,
-                    schedule: str = "onecycle", clip_norm: float = CLIP_NORM, light_scale: float = LIGHT_SCALE,
-                    extra_lights: int = 0, extra_min_z: float | None = None,
-                    teacher_encoder: list | str | None = "auto", seed: int = 0, threads: int | None = None,
-                    progress=None) -> tuple[RTIModel, dict]:
+                    batch_pixels: int = STUDENT_BATCH_PIXELS, max_steps: int | None = STUDENT_MAX_STEPS,
+                    max_pixels: int = MAX_TRAIN_PIXELS, lr: float = LR, schedule: str = "onecycle",
+                    clip_norm: float = CLIP_NORM, light_scale: float = LIGHT_SCALE, extra_lights: int = 0,
+                    extra_min_z: float | None = None, teacher_encoder: list | str | None = "auto", seed: int = 0,
+                    threads: int | None = None, device: str | None = None, progress=None) -> tuple[RTIModel, dict]:
     """DisK-NeuralRTI: train a student (own encoder, small decoder) from a teacher model.
 
-    teacher : "neural" RTIModel fitted on the same MLIC (its latent gives the teacher's
-        prediction for every training pixel under any light).
+    teacher : any "neural" RTIModel fitted on the same MLIC (NeuralRTI's 50x50 reference or a
+        larger decoder): its latent gives the teacher's prediction for every pixel under any light.
     alpha : weight of the ground-truth MSE; 1 - alpha weighs the teacher MSE.
     extra_lights : random upper-hemisphere lights per batch at which the student is also
         taught the teacher's prediction (0, the default = only the captured lights, as in
@@ -400,98 +548,83 @@ def distill_student(teacher: RTIModel, mlic, *, hidden: Sequence[int] = DEFAULT_
         to start the student's encoder from, so the student begins with the teacher's
         latents; "auto" takes them from ``teacher.meta["training"]["encoder"]`` when present
         and compatible; None trains the student's encoder from scratch.
+    The returned model is selected on validation pixels against the ground truth, with the
+    divergence recovery and HSH-9 guard of :func:`train_teacher`.
     Returns (model, record) like :func:`train_teacher`.
     """
     _check_mlic(mlic)
     if teacher.kind != "neural" or not teacher.layers:
         raise InputError(f"the teacher must be a neural RTI model, not {teacher.label} (fit one with --basis neural)")
-    if teacher.shape != tuple(mlic.images.shape[1:3]):
-        raise InputError(f"teacher is {teacher.shape[1]}x{teacher.shape[0]} but the MLIC is {mlic.images.shape[2]}x{mlic.images.shape[1]} (distil on the MLIC the teacher was fitted on)")
+    if teacher.shape != tuple(mlic.shape):
+        raise InputError(f"teacher is {teacher.shape[1]}x{teacher.shape[0]} but the MLIC is {mlic.shape[1]}x{mlic.shape[0]} (distil on the MLIC the teacher was fitted on)")
     if not 0.0 <= alpha <= 1.0:
         raise InputError(f"alpha must be in [0, 1], not {alpha} (0.3 is the DisK default)")
     _check_epochs(epochs)
+    _check_schedule(schedule)
+    dev = _device(device)
     latent_size = int(teacher.coefficients.shape[-1])
     if isinstance(teacher_encoder, str):
-        teacher_encoder = _compatible_encoder(teacher, mlic.images.shape[0], encoder_hidden, latent_size)
+        teacher_encoder = _compatible_encoder(teacher, mlic.count, encoder_hidden, latent_size)
     min_z = float(np.min(mlic.directions[:, 2])) if extra_min_z is None else float(extra_min_z)
+    use_teacher = alpha < 1.0
+    n_extra = int(extra_lights) if use_teacher else 0
+    label = "student" if use_teacher else "plain student"
     with _torch_threads(threads):
-        used_threads = torch.get_num_threads()
-        gen, encoder, decoder, obs, lights, train_idx = _new_networks(mlic, encoder_hidden, hidden, latent_size, light_scale, seed)
-        _init_from_data(encoder if teacher_encoder is None else None, decoder, obs, train_idx)
-        if teacher_encoder is not None:
-            _load_layers(encoder.layers, teacher_encoder)
-        t_decoder = Decoder.from_numpy(teacher.layers).requires_grad_(False)
-        t_latent = torch.from_numpy(teacher.coefficients.reshape(-1, latent_size).astype(np.float32))
-        use_teacher = alpha < 1.0
-        n_extra = int(extra_lights) if use_teacher else 0
+        start = time.perf_counter()
+        data = _Data(mlic, max_pixels, seed, dev)
+        t_decoder = Decoder.from_numpy(teacher.layers).requires_grad_(False).to(dev)
+        t_latent = torch.from_numpy(np.ascontiguousarray(
+            teacher.coefficients.reshape(-1, latent_size)[data.train_idx], np.float32)).to(dev)   # (S, K)
         # alpha*|p-g|^2 + (1-alpha)*|p-t|^2 = |p - (alpha*g + (1-alpha)*t)|^2 + const: one error
-        # term against the blended target, same gradient. The targets of all training pixels are
-        # computed once when they fit in memory (the teacher's forward pass was ~1/4 of a step).
-        blended = None
-        if use_teacher and len(train_idx) * obs[0].numel() * obs.element_size() <= PRECOMPUTED_TARGET_BYTES:
-            blended, blended_row = _blended_targets(t_decoder, t_latent, obs, lights, train_idx, alpha)
+        # term against the blended target, computed once for the whole (bounded) sample.
+        target = _blended_targets(t_decoder, t_latent, data.train, data.lights, alpha) if use_teacher else data.train
 
-        def loss_fn(idx, observed, lights):
-            z = encoder(observed)
-            pred = decoder.forward_grid(z, lights)
-            if not use_teacher:
-                return torch.mean((pred - observed) ** 2)
-            if blended is not None:
-                target = blended[blended_row[idx]]
-            else:
-                target = _blend(t_decoder, t_latent, idx, observed, lights, alpha)
-            loss = torch.mean((pred - target) ** 2)
-            if n_extra:  # teacher-only targets; each extra light weighs as a captured light's teacher term
-                extra = sample_hemisphere_xy(n_extra, gen, min_z=min_z)
-                with torch.no_grad():
-                    t_extra = t_decoder.forward_grid(t_latent[idx], extra)
-                loss = loss + (1.0 - alpha) * n_extra / len(lights) * torch.mean((decoder.forward_grid(z, extra) - t_extra) ** 2)
-            return loss
+        def build(s):
+            gen = torch.Generator().manual_seed(s + 7919)  # extra lights: a stream apart from the batch order
+            encoder = Encoder(mlic.count, encoder_hidden, latent_size).to(dev)
+            decoder = Decoder(latent_size, hidden, light_scale).to(dev)
+            _init_from_data(encoder if teacher_encoder is None else None, decoder, data.train)
+            if teacher_encoder is not None:
+                _load_layers(encoder.layers, teacher_encoder)
 
-        losses, seconds = _train(obs, lights, train_idx, encoder=encoder, decoder=decoder, loss_fn=loss_fn, epochs=epochs,
-                                 batch_pixels=batch_pixels, pixels_per_epoch=pixels_per_epoch, lr=lr,
-                                 schedule=schedule, clip_norm=clip_norm, progress=progress,
-                                 desc="student" if use_teacher else "plain student", generator=gen)
-        latent = _encode_all(encoder, obs).numpy()
-    method = "disk-student" if use_teacher else "plain-student"
-    record = {
-        "method": method, "seed": int(seed), "epochs": int(epochs), "losses": [float(x) for x in losses],
-        "seconds": round(seconds, 3), "threads": used_threads,
-        "settings": _settings(hidden=tuple(hidden), encoder_hidden=tuple(encoder_hidden), latent_size=latent_size,
-                              alpha=alpha, extra_lights=n_extra, extra_min_z=min_z if n_extra else None,
-                              teacher_encoder_init=teacher_encoder is not None, batch_pixels=batch_pixels,
-                              pixels_per_epoch=pixels_per_epoch, lr=lr, schedule=schedule, clip_norm=clip_norm,
-                              light_scale=light_scale, optimizer="adam",
-                              loss="mse(alpha*gt + (1-alpha)*teacher), = alpha*mse(gt) + (1-alpha)*mse(teacher) + const"),
-        "decoder_parameters": mlp.decoder_parameters(decoder.to_numpy()),
-        "teacher_decoder_parameters": mlp.decoder_parameters(teacher.layers),
-        "encoder": encoder_to_numpy(encoder),
-    }
+            def step_loss(rows):
+                z = encoder(data.train[rows])
+                loss = torch.mean((decoder.forward_grid(z, data.lights) - target[rows]) ** 2)
+                if n_extra:  # teacher-only targets; each extra light weighs as a captured light's teacher term
+                    extra = sample_hemisphere_xy(n_extra, gen, min_z=min_z).to(dev)
+                    with torch.no_grad():
+                        t_extra = t_decoder.forward_grid(t_latent[rows], extra)
+                    loss = loss + (1.0 - alpha) * n_extra / len(data.lights) * torch.mean((decoder.forward_grid(z, extra) - t_extra) ** 2)
+                return loss
+            return encoder, decoder, step_loss
+
+        encoder, decoder, hist, attempts, warning = _train_guarded(
+            build, data, seed=seed, lr=lr, label=label, epochs=epochs, batch_pixels=batch_pixels, max_steps=max_steps,
+            schedule=schedule, clip_norm=clip_norm, progress=progress, desc=label, device=dev)
+        latent = _encode_mlic(encoder, mlic, dev, progress)
+        method = "disk-student" if use_teacher else "plain-student"
+        settings = _settings(hidden=tuple(hidden), encoder_hidden=tuple(encoder_hidden), latent_size=latent_size,
+                             alpha=alpha, extra_lights=n_extra, extra_min_z=min_z if n_extra else None,
+                             teacher_encoder_init=teacher_encoder is not None, batch_pixels=batch_pixels,
+                             max_steps=max_steps, max_pixels=max_pixels, lr=lr, schedule=schedule, clip_norm=clip_norm,
+                             light_scale=light_scale, optimizer="adam",
+                             loss="mse(alpha*gt + (1-alpha)*teacher), = alpha*mse(gt) + (1-alpha)*mse(teacher) + const")
+        record = _record(method, data, hist, attempts, warning, seed=seed, epochs=epochs,
+                         seconds=time.perf_counter() - start, device=dev, encoder=encoder.cpu(), decoder=decoder.cpu(),
+                         settings=settings)
+        record["teacher_decoder_parameters"] = mlp.decoder_parameters(teacher.layers)
     model = _neural_model(mlic, latent, decoder, {"method": method, "seed": int(seed)})
     return model, record
 
 
 def _blended_targets(t_decoder: Decoder, t_latent: torch.Tensor, obs: torch.Tensor, lights: torch.Tensor,
-                     train_idx: np.ndarray, alpha: float, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    """alpha * observed + (1 - alpha) * teacher prediction at the training pixels.
-
-    Returns (targets (len(train_idx), N, 3), row (P,) int64: the targets row of each pixel, -1 off the training set).
-    """
-    idx = torch.from_numpy(train_idx)
-    row = torch.full((obs.shape[0],), -1, dtype=torch.int64)
-    row[idx] = torch.arange(len(idx))
-    target = torch.empty((len(idx), *obs.shape[1:]), dtype=obs.dtype)
-    for s in range(0, len(idx), chunk):
-        i = idx[s:s + chunk]
-        target[s:s + len(i)] = _blend(t_decoder, t_latent, i, obs[i], lights, alpha)
-    return target, row
-
-
-def _blend(t_decoder: Decoder, t_latent: torch.Tensor, idx: torch.Tensor, observed: torch.Tensor,
-           lights: torch.Tensor, alpha: float) -> torch.Tensor:
-    """(B, N, 3) distillation target alpha * observed + (1 - alpha) * teacher prediction of pixels idx."""
+                     alpha: float, chunk: int = 4096) -> torch.Tensor:
+    """alpha * observed + (1 - alpha) * teacher prediction for every sample row: (S, N, 3)."""
+    target = torch.empty_like(obs)
     with torch.no_grad():
-        return alpha * observed + (1.0 - alpha) * t_decoder.forward_grid(t_latent[idx], lights)
+        for s in range(0, obs.shape[0], chunk):
+            target[s:s + chunk] = alpha * obs[s:s + chunk] + (1.0 - alpha) * t_decoder.forward_grid(t_latent[s:s + chunk], lights)
+    return target
 
 
 def _compatible_encoder(teacher: RTIModel, n_lights: int, hidden: Sequence[int], latent_size: int) -> list | None:
@@ -509,19 +642,20 @@ def _compatible_encoder(teacher: RTIModel, n_lights: int, hidden: Sequence[int],
     return layers if shapes_ok else None
 
 
+
 def train_student_plain(mlic, *, hidden: Sequence[int] = DEFAULT_STUDENT_HIDDEN,
                         encoder_hidden: Sequence[int] = DEFAULT_ENCODER_HIDDEN, latent_size: int = LATENT_SIZE,
                         epochs: int = STUDENT_EPOCHS, batch_pixels: int = STUDENT_BATCH_PIXELS,
-                        pixels_per_epoch: int | None = None,
+                        max_steps: int | None = STUDENT_MAX_STEPS, max_pixels: int = MAX_TRAIN_PIXELS,
                         lr: float = LR, schedule: str = "onecycle", clip_norm: float = CLIP_NORM,
                         light_scale: float = LIGHT_SCALE, seed: int = 0, threads: int | None = None,
-                        progress=None) -> tuple[RTIModel, dict]:
+                        device: str | None = None, progress=None) -> tuple[RTIModel, dict]:
     """The student architecture trained on ground truth alone (no teacher, own encoder from scratch),
     with the distilled student's schedule: the baseline DisK must beat."""
     return _train_autoencoder(mlic, "plain-student", hidden=hidden, encoder_hidden=encoder_hidden,
-                              latent_size=latent_size, epochs=epochs, batch_pixels=batch_pixels,
-                              pixels_per_epoch=pixels_per_epoch, lr=lr, schedule=schedule, clip_norm=clip_norm,
-                              light_scale=light_scale, seed=seed, threads=threads, progress=progress)
+                              latent_size=latent_size, epochs=epochs, batch_pixels=batch_pixels, max_steps=max_steps,
+                              max_pixels=max_pixels, lr=lr, schedule=schedule, clip_norm=clip_norm,
+                              light_scale=light_scale, seed=seed, threads=threads, device=device, progress=progress)
 
 
 def torch_decode(latent: np.ndarray, light_xy: np.ndarray, layers: list) -> np.ndarray:
