@@ -7,14 +7,14 @@ fit is the same matrix product as the in-memory fit, so tiles change nothing but
 rounding order (tests: tiled == in-memory to 1e-6).
 
 How coefficients are held: float32 (H, W, C) up to :data:`FLOAT16_ABOVE_BYTES` (1 GiB, e.g.
-a 3200 x 3200 HSH-9 rgb model), float16 above. Measured on a 24 MP (6000 x 4000), 50-light
-8-bit capture: the collection is 3.6 GB and float32 HSH-9 rgb coefficients 2.6 GB, so a fit
-holding both peaks at ~6.3 GB, at the 6.4 GB target (1.5 x collection + 1 GB) with nothing to
-spare; float16 halves them to 1.3 GB (fit peak ~5.0 GB, see benchmarks/rti_scale.py).
-float16 keeps 11 significant bits: a coefficient of magnitude < 2 is off by at most 5e-4, a
-relit pixel by a fraction of one 8-bit level, while the exported 8-bit planes (what viewers
-show) quantise each coefficient over its whole range in 255 steps, 10x coarser. Small images,
-whose fits must not change, stay float32; ``dtype=np.float32`` forces float32 at any size.
+a 3200 x 3200 HSH-9 rgb model), float16 above. Measured (benchmarks/rti_scale.py) on a 24 MP
+(6000 x 4000), 50-light 8-bit capture, whose collection is 3.6 GB: float32 HSH-9 rgb
+coefficients are 2.6 GB and the fit peaks at 6.35 GB, at the 6.4 GB target (1.5 x collection
++ 1 GB) with nothing to spare; float16 (1.3 GB) peaks at 5.03 GB. float16 keeps 11
+significant bits: on a 4 MP fit the relit images differ from float32 by at most 4e-4 (a
+tenth of an 8-bit level; 82 dB PSNR), while the exported 8-bit planes (what viewers show)
+quantise each coefficient over its whole range in 255 steps. Small images, whose fits must not
+change, stay float32; ``dtype=np.float32`` (``rti fit --precision float32``) forces it.
 ``RTIModel``/``relight``/``save_model`` accept either; ``coefficients.npy`` keeps the dtype.
 """
 from __future__ import annotations
