@@ -29,6 +29,8 @@ def register(sub) -> None:
     fit.add_argument("--hidden", type=_widths, default=None, help="neural: decoder hidden widths, e.g. 50,50")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--quality", type=int, default=98, help="JPEG quality of the coefficient planes")
+    fit.add_argument("--precision", choices=["auto", "float32", "float16"], default="auto",
+                     help="ptm/hsh: coefficients held and saved in coefficients.npy as (auto: float16 above 1 GiB of float32)")
     fit.add_argument("-o", "--output", type=Path, required=True, help="model folder to write")
     fit.set_defaults(handler=cmd_fit)
 
@@ -82,7 +84,7 @@ def split_holdout(mlic, k: int | None):
     if k < 2:
         raise InputError(f"--holdout {k} would hold out every light (use K >= 2)")
     out = np.arange(len(mlic.names)) % k == k - 1
-    return mlic.subset(~out), mlic.subset(out)
+    return mlic.split(out)  # views, not copies: the images are reordered in place
 
 
 def _load_mlic(folder: Path, min_lights: int = 1):
@@ -155,10 +157,12 @@ def cmd_fit(args) -> int:
         luminance = basis.startswith("l")  # lptm, lhsh
         kind = basis[1:] if luminance else basis
         colorspace = "lrgb" if luminance else "rgb"
-        model = fit_linear(train, kind, args.terms if kind == "hsh" else None, colorspace)
+        dtype = None if args.precision == "auto" else args.precision
+        model = fit_linear(train, kind, args.terms if kind == "hsh" else None, colorspace, dtype=dtype, progress=progress)
     model.meta.update({"seed": args.seed, "fit_seconds": round(time.perf_counter() - start, 3), "source": str(args.mlic),
                        "holdout_every": args.holdout, "train_lights": train.names})
     _report_holdout(model, heldout)
+    del mlic, train, heldout  # free the collection before the export (a 24 MP capture is GBs)
     _save_with_preview(model, args.output, args.quality)
     print(f"wrote {model.label} model to {args.output} ({model.meta['fit_seconds']:.1f} s)")
     return 0
@@ -225,11 +229,12 @@ def cmd_relight(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from pnrelight.formats.mlic import open_mlic
     from pnrelight.formats.rti_folder import load_model
     from pnrelight.rti.evaluate import evaluate, format_table
 
     model = load_model(args.model)
-    test = _load_mlic(args.test)
+    test = open_mlic(args.test)  # one test image in memory at a time
     report = evaluate(model, test, progress=progress)
     print(format_table(report, f"{model.label} on {args.test}:"))
     if args.json:

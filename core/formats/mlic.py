@@ -35,10 +35,7 @@ class MLIC:
         return self.images.shape[0]
 
     def _float(self, values: np.ndarray) -> np.ndarray:
-        scale = native_scale(self.images.dtype)
-        if scale == 1.0:
-            return np.asarray(values, np.float32)
-        return values.astype(np.float32) * np.float32(scale)
+        return _as_float(values)
 
     def image(self, i: int) -> np.ndarray:
         """Image of light ``i`` as (H, W, 3) float32."""
@@ -67,9 +64,54 @@ class MLIC:
         return MLIC(images=images, directions=self.directions[idx], names=[self.names[i] for i in idx],
                     mask=self.mask, folder=self.folder)
 
+    def split(self, selection) -> tuple["MLIC", "MLIC"]:
+        """(the lights not selected, the selected ones) as two views of this collection's images.
+
+        Unlike two :meth:`subset` calls (which copy the images), this reorders the images in
+        place, one image at a time (unselected first, each group in its original order), and
+        returns views: a held-out split of a 24 MP capture costs one image, not a second
+        collection. This MLIC stays consistent (its names and directions are reordered too).
+        """
+        selected = np.zeros(self.count, bool)
+        selected[np.arange(self.count)[selection]] = True
+        order = np.concatenate([np.flatnonzero(~selected), np.flatnonzero(selected)])
+        _permute_in_place(self.images, order)
+        self.directions = self.directions[order]
+        self.names = [self.names[i] for i in order]
+        m = int((~selected).sum())
+        part = lambda sl: MLIC(images=self.images[sl], directions=self.directions[sl], names=self.names[sl],
+                               mask=self.mask, folder=self.folder)
+        return part(slice(0, m)), part(slice(m, None))
+
     def float_images(self) -> np.ndarray:
         """All images as (N, H, W, 3) float32 (a full copy: small collections and tests only)."""
         return self._float(self.images)
+
+
+def _as_float(values: np.ndarray) -> np.ndarray:
+    """Stored values (uint8, uint16, float32) as float32 in [0, 1] (floats unchanged)."""
+    scale = native_scale(values.dtype)
+    if scale == 1.0:
+        return np.asarray(values, np.float32)
+    return values.astype(np.float32) * np.float32(scale)
+
+
+def _permute_in_place(images: np.ndarray, order: np.ndarray) -> None:
+    """images[:] = images[order] with one image of extra memory (follows the permutation's cycles)."""
+    done = np.zeros(len(order), bool)
+    for start in range(len(order)):
+        if done[start] or order[start] == start:
+            continue
+        held = images[start].copy()
+        j = start
+        while True:
+            done[j] = True
+            src = order[j]
+            if src == start:
+                images[j] = held
+                break
+            images[j] = images[src]
+            j = src
 
 
 def _is_range(idx: np.ndarray, n: int) -> bool:
@@ -91,14 +133,7 @@ def load_mlic(folder: str | os.PathLike, *, min_lights: int = 1, progress=None) 
     if progress is not None:
         it = progress(it, total=len(lp.names), desc="loading images")
     for i, name in it:
-        path = (lp_path.parent / name)
-        if not path.is_file():
-            alt = lp_path.parent / Path(name).name
-            if alt.is_file():
-                path = alt
-            else:
-                raise InputError(f"image {name} listed in {lp_path.name} is missing (put it in {folder} or fix the .lp row)")
-        img = _rgb(read_image_native(path))
+        img = _rgb(read_image_native(_image_path(lp_path, name)))
         if images is None:
             images = np.empty((len(lp.names),) + img.shape, dtype=img.dtype)
         elif img.shape != images.shape[1:]:
@@ -108,16 +143,74 @@ def load_mlic(folder: str | os.PathLike, *, min_lights: int = 1, progress=None) 
         elif img.dtype != images.dtype:
             raise InputError(f"image {name} is {img.dtype} but {lp.names[0]} is {images.dtype} (store all images with the same bit depth)")
         images[i] = img
-    mask = None
-    mask_path = folder / "mask.png"
-    if mask_path.is_file():
-        m = read_image(mask_path)
-        if m.ndim == 3:
-            m = m.mean(axis=2)
-        if m.shape != images.shape[1:3]:
-            raise InputError(f"{mask_path} is {m.shape[1]}x{m.shape[0]} but the images are {images.shape[2]}x{images.shape[1]} (resize or remove the mask)")
-        mask = m > 0.5
+    mask = _read_mask(folder, images.shape[1:3])
     return MLIC(images=images, directions=lp.directions, names=lp.names, mask=mask, folder=folder)
+
+
+def _image_path(lp_path: Path, name: str) -> Path:
+    """The file of an .lp row (a subfolder in the name may be dropped); InputError when missing."""
+    path = lp_path.parent / name
+    if not path.is_file():
+        alt = lp_path.parent / Path(name).name
+        if not alt.is_file():
+            raise InputError(f"image {name} listed in {lp_path.name} is missing (put it in {lp_path.parent} or fix the .lp row)")
+        path = alt
+    return path
+
+
+def _read_mask(folder: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    """``mask.png`` of the folder as (H, W) bool, None when absent; InputError on a size mismatch."""
+    mask_path = folder / "mask.png"
+    if not mask_path.is_file():
+        return None
+    m = read_image(mask_path)
+    if m.ndim == 3:
+        m = m.mean(axis=2)
+    if m.shape != tuple(shape):
+        raise InputError(f"{mask_path} is {m.shape[1]}x{m.shape[0]} but the images are {shape[1]}x{shape[0]} (resize or remove the mask)")
+    return m > 0.5
+
+
+@dataclass
+class LazyMLIC:
+    """An MLIC folder read one image at a time: memory independent of the number of lights.
+
+    Same reading interface as :class:`MLIC` for per-light work (``image(i)``, ``shape``,
+    ``count``, ``names``, ``directions``, ``mask``, ``folder``); used to evaluate on held-out
+    folders (:func:`pnrelight.rti.evaluate.evaluate`). Built by :func:`open_mlic`.
+    """
+    paths: list[Path]         # (N,) image files
+    directions: np.ndarray    # (N, 3) unit light directions
+    names: list[str]          # (N,) image names as in the .lp file
+    mask: np.ndarray | None   # (H, W) bool
+    folder: Path
+    shape: tuple[int, int]    # (H, W) of the first image; image(i) checks the others
+
+    @property
+    def count(self) -> int:
+        return len(self.paths)
+
+    def image(self, i: int) -> np.ndarray:
+        """Image of light ``i`` read from disk as (H, W, 3) float32; InputError if its size differs."""
+        img = _rgb(read_image_native(self.paths[i]))
+        if img.shape[:2] != self.shape:
+            raise InputError(f"image {self.names[i]} is {img.shape[1]}x{img.shape[0]} but {self.names[0]} is {self.shape[1]}x{self.shape[0]} (all images must have the same size)")
+        return _as_float(img)
+
+
+def open_mlic(folder: str | os.PathLike, *, min_lights: int = 1) -> LazyMLIC:
+    """Check an MLIC folder (the .lp, every image present, the mask) without loading its images."""
+    folder = Path(folder)
+    lp_path = find_lp(folder)
+    lp = read_lp(lp_path)
+    if len(lp.names) < min_lights:
+        raise InputError(f"{lp_path} lists {len(lp.names)} lights; this needs at least {min_lights} (capture more lights)")
+    paths = [_image_path(lp_path, name) for name in lp.names]
+    first = _rgb(read_image_native(paths[0]))  # the size (decoding one image keeps every format's rules)
+    shape = first.shape[:2]
+    del first
+    return LazyMLIC(paths=paths, directions=lp.directions, names=lp.names, mask=_read_mask(folder, shape),
+                    folder=folder, shape=shape)
 
 
 def _rgb(img: np.ndarray) -> np.ndarray:

@@ -49,7 +49,7 @@ def save_model(model: RTIModel, folder: str | os.PathLike, *, quality: int = JPE
             info = _write_neural(model, tmp, quality)
         else:
             info = _write_linear(model, tmp, quality)
-        np.save(tmp / EXACT_FILE, model.coefficients.astype(np.float32))
+        save_exact(tmp / EXACT_FILE, model.coefficients)
         if model.mask is not None:
             write_image(tmp / MASK_FILE, model.mask.astype(np.float32))
         info["pnrelight"] = {**model.meta, "exact": EXACT_FILE, "terms": int(model.terms),
@@ -78,20 +78,55 @@ def _write_planes(planes_u8: np.ndarray, folder: Path, first_index: int, quality
     return names
 
 
+ROW_CHUNK_VALUES = 1 << 22  # float64 values of one row chunk while quantising (32 MB)
+
+
+def _row_chunks(values: np.ndarray):
+    """Row slices of (H, W, C) ``values`` of about ROW_CHUNK_VALUES values each."""
+    h = values.shape[0]
+    step = max(1, ROW_CHUNK_VALUES // max(1, values[0].size))
+    return [slice(y, min(h, y + step)) for y in range(0, h, step)]
+
+
+def plane_min_max(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-plane (min (C,), max (C,)) float64 of (H, W, C) ``values``, row chunk by row chunk."""
+    c = values.shape[-1]
+    lo, hi = np.full(c, np.inf), np.full(c, -np.inf)
+    for rows in _row_chunks(values):
+        part = values[rows].reshape(-1, c)
+        lo = np.minimum(lo, part.min(axis=0))
+        hi = np.maximum(hi, part.max(axis=0))
+    return lo, hi
+
+
+def save_exact(path: Path, values: np.ndarray) -> None:
+    """``coefficients.npy``: (H, W, C) float32 or float16 as held, written row chunk by row chunk
+    (no full-size copy; other dtypes become float32 chunk by chunk)."""
+    dtype = values.dtype if values.dtype in (np.float32, np.float16) else np.dtype(np.float32)
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(values.shape)}
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        for rows in _row_chunks(values):
+            np.ascontiguousarray(values[rows], dtype).tofile(f)
+
+
 def _write_linear(model: RTIModel, folder: Path, quality: int) -> dict:
     h, w = model.shape
-    coeffs = model.coefficients.astype(np.float64)
+    coeffs = model.coefficients
     nplanes = coeffs.shape[2]
-    lo = coeffs.reshape(-1, nplanes).min(axis=0)
-    hi = coeffs.reshape(-1, nplanes).max(axis=0)
+    lo, hi = plane_min_max(coeffs)
     scale = np.maximum(hi - lo, 1e-8)
     bias = -lo / scale
     if model.colorspace == "lrgb":  # relight multiplies by the raw colour bytes: keep them unscaled
         scale[:3], bias[:3] = 1.0, 0.0
-    q = to_uint8(coeffs / scale + bias)
-    padded = np.zeros((h, w, (nplanes + 2) // 3 * 3), np.uint8)
-    padded[..., :nplanes] = q
-    _write_planes(padded, folder, 0, quality)
+    plane = np.zeros((h, w, 3), np.uint8)  # one JPEG's three planes at a time
+    for j in range((nplanes + 2) // 3):
+        p = slice(3 * j, min(nplanes, 3 * j + 3))
+        k = p.stop - p.start
+        plane[..., k:] = 0  # the last JPEG may hold fewer than three planes
+        for rows in _row_chunks(coeffs):
+            plane[rows, :, :k] = to_uint8(coeffs[rows, :, p].astype(np.float64) / scale[p] + bias[p])
+        _write_planes(plane, folder, j, quality)
     return {
         "width": w, "height": h, "format": "jpg", "type": model.kind, "colorspace": model.colorspace,
         "nplanes": int(nplanes), "quality": quality,
@@ -103,13 +138,15 @@ def quantize_min_max(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     """The neural planes' 8-bit encoding, per coefficient over its [min, max].
 
     values : (H, W, C). Returns (codes (H, W, C) uint8, lo (C,), span (C,) float64);
-    a coefficient reads back as lo + span · code / 255.
+    a coefficient reads back as lo + span · code / 255. Quantised row chunk by row chunk.
     """
-    v = np.asarray(values, np.float64)
-    flat = v.reshape(-1, v.shape[-1])
-    lo = flat.min(axis=0)
-    span = np.maximum(flat.max(axis=0) - lo, 1e-8)
-    return to_uint8((v - lo) / span), lo, span
+    values = np.asarray(values)
+    lo, hi = plane_min_max(values)
+    span = np.maximum(hi - lo, 1e-8)
+    codes = np.empty(values.shape, np.uint8)
+    for rows in _row_chunks(values):
+        codes[rows] = to_uint8((values[rows].astype(np.float64) - lo) / span)
+    return codes, lo, span
 
 
 def _write_neural(model: RTIModel, folder: Path, quality: int) -> dict:
@@ -214,7 +251,8 @@ def _exact(folder: Path, info: dict, source: str):
     if source == "exact" and (path is None or not path.is_file()):
         raise InputError(f"{folder} has no exact coefficient file (use the JPEG planes)")
     if source in ("auto", "exact") and path is not None and path.is_file():
-        return np.load(path).astype(np.float32)
+        coeffs = np.load(path)
+        return coeffs if coeffs.dtype in (np.float32, np.float16) else coeffs.astype(np.float32)  # float16 stays (large fits)
     return None
 
 

@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..formats.mlic import MLIC
+from ..formats.mlic import MLIC, LazyMLIC
 from ..metrics import psnr, ssim
 from .model import RTIModel, relight
 
 
-def evaluate(model: RTIModel, test: MLIC, *, progress=None) -> dict:
+def evaluate(model: RTIModel, test: MLIC | LazyMLIC, *, progress=None) -> dict:
     """Relight ``model`` under each test light and compare with the test image.
+
+    One light at a time: with a :class:`LazyMLIC` (:func:`pnrelight.formats.mlic.open_mlic`)
+    each test image is read when it is compared, so memory does not grow with the number of
+    test lights (the model, one relit image, one test image and the metrics' row bands).
 
     Returns ``{"mean": {"psnr", "ssim"}, "lights": [{"name", "psnr", "ssim"}, ...]}``; the
     comparison is restricted to the test mask (else the model's mask) when there is one.

@@ -1,6 +1,7 @@
 """The in-memory RTI model and its relighting (numpy, torch-free).
 
-Coefficient layouts, ``coefficients`` being (H, W, C) float32 in units of [0, 1] pixel values:
+Coefficient layouts, ``coefficients`` being (H, W, C) float32 in units of [0, 1] pixel values
+(float16 for large PTM/HSH fits, see :mod:`pnrelight.rti.fit`; every reader here takes both):
 
 * ``rgb`` (PTM/HSH): C = 3·T, term-major: index ``3·t + channel`` (relight's plane order).
 * ``lrgb`` (PTM/HSH): C = 3 + T: an RGB colour in [0, 1], then T luminance coefficients;
@@ -25,7 +26,7 @@ KINDS = ("ptm", "hsh", "neural")
 class RTIModel:
     kind: str                    # "ptm" | "hsh" | "neural"
     colorspace: str              # "rgb" | "lrgb"
-    coefficients: np.ndarray     # (H, W, C) float32, see module docstring
+    coefficients: np.ndarray     # (H, W, C) float32 (float16 when large), see module docstring
     terms: int                   # basis terms, or latent size for neural
     layers: list | None = None   # neural decoder [(W (out, in), b (out,)), ...]
     mask: np.ndarray | None = None  # (H, W) bool
@@ -43,8 +44,15 @@ class RTIModel:
         return f"{prefix}{self.kind}-{self.terms}"
 
 
-def relight(model: RTIModel, light: np.ndarray, *, clip: bool = True) -> np.ndarray:
-    """Render the model under one light direction (3,) (or (lx, ly)) -> (H, W, 3) float32."""
+RELIGHT_CHUNK_PIXELS = 1 << 16   # pixels per chunk: a chunk's float32 temporaries stay in cache
+
+
+def relight(model: RTIModel, light: np.ndarray, *, clip: bool = True, chunk_pixels: int = RELIGHT_CHUNK_PIXELS) -> np.ndarray:
+    """Render the model under one light direction (3,) (or (lx, ly)) -> (H, W, 3) float32.
+
+    PTM/HSH are evaluated in chunks of ``chunk_pixels`` pixels in float32 (coefficients may
+    be float32 or float16): the only full-size array made is the result.
+    """
     light = np.asarray(light, dtype=np.float64).ravel()
     if light.size == 2:
         from ..lights import direction_from_xy
@@ -53,16 +61,27 @@ def relight(model: RTIModel, light: np.ndarray, *, clip: bool = True) -> np.ndar
     light = normalize_directions(light[None])[0]
     h, w = model.shape
     coeffs = model.coefficients.reshape(h * w, -1)
-    if model.kind == "neural":
+    if model.kind == "neural" and coeffs.dtype == np.float32:  # decode chunks internally; one call keeps its buffers
         return mlp.decode(coeffs, light[:2], model.layers, clip=clip).reshape(h, w, 3)
-    weights = basis_matrix(model.kind, light[None], model.terms)[0].astype(np.float32)
-    if model.colorspace == "lrgb":
-        lum = coeffs[:, 3:] @ weights
-        out = coeffs[:, :3] * lum[:, None]
-    else:
-        out = coeffs.reshape(-1, model.terms, 3).transpose(0, 2, 1) @ weights
-    out = out.reshape(h, w, 3)
-    return np.clip(out, 0.0, 1.0) if clip else out
+    out = np.empty((h * w, 3), np.float32)
+    if model.kind == "neural":
+        for s in range(0, h * w, chunk_pixels):
+            out[s:s + chunk_pixels] = mlp.decode(coeffs[s:s + chunk_pixels], light[:2], model.layers, clip=clip)
+        return out.reshape(h, w, 3)
+    weights = basis_matrix(model.kind, light[None], model.terms)[0].astype(np.float32)  # (T,)
+    if model.colorspace == "rgb":
+        # pixel_c = Σ_t w_t · coeff_{3t+c}: one (P, 3T) @ (3T, 3) product per chunk
+        mix = np.kron(weights[:, None], np.eye(3, dtype=np.float32))                  # (3T, 3)
+    for s in range(0, h * w, chunk_pixels):
+        c = np.asarray(coeffs[s:s + chunk_pixels], np.float32)
+        o = out[s:s + chunk_pixels]
+        if model.colorspace == "lrgb":
+            np.multiply(c[:, :3], (c[:, 3:] @ weights)[:, None], out=o)
+        else:
+            np.matmul(c, mix, out=o)
+        if clip:
+            np.clip(o, 0.0, 1.0, out=o)
+    return out.reshape(h, w, 3)
 
 
 def check_model(model: RTIModel) -> None:

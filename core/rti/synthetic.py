@@ -51,6 +51,36 @@ def render(normals: np.ndarray, albedo: np.ndarray, lights: np.ndarray, *, specu
     return np.stack(out).astype(np.float32)
 
 
+def relief_rows(width: int, height: int, y0: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows y0:y1 of a procedural relief of any size, for collections too large to hold as floats.
+
+    A few broad bumps (in image-relative units) plus an engraving and albedo stripes whose
+    periods are in pixels, so every size has detail at the pixel scale. The height field's
+    gradient is analytic: rows can be made independently, in any order.
+    Returns normals (y1 - y0, width, 3) and albedo (y1 - y0, width, 3), float32.
+    """
+    y, x = np.mgrid[y0:y1, 0:width].astype(np.float64)
+    scale = min(width, height) / 2.0
+    u = (x + 0.5 - width / 2) / scale                  # image-relative, y up
+    v = (height / 2 - y - 0.5) / scale
+    dh_du = np.zeros_like(u)
+    dh_dv = np.zeros_like(u)
+    for cx, cy, s, a in [(-0.6, 0.3, 0.35, 0.30), (0.5, 0.25, 0.25, -0.22), (0.0, -0.45, 0.4, 0.25), (0.9, -0.5, 0.2, 0.15)]:
+        g = a * np.exp(-((u - cx) ** 2 + (v - cy) ** 2) / (2 * s * s))
+        dh_du -= g * (u - cx) / (s * s)
+        dh_dv -= g * (v - cy) / (s * s)
+    k1, k2 = 2 * np.pi / 37.0, 2 * np.pi / 23.0      # engraving periods in pixels
+    depth = 1.2                                        # engraving amplitude in pixels
+    gx = dh_du / scale + depth * k1 * np.cos(k1 * x) * np.sin(k2 * y)   # d(height in px)/dx
+    gy = -dh_dv / scale + depth * k2 * np.sin(k1 * x) * np.cos(k2 * y)  # along image rows (down)
+    normals = np.stack([-gx * scale, gy * scale, np.full_like(gx, scale)], axis=-1)
+    normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
+    hue = np.arctan2(v, u)
+    albedo = np.stack([0.55 + 0.25 * np.cos(hue), 0.45 + 0.2 * np.cos(hue - 2.1), 0.35 + 0.2 * np.cos(hue + 2.1)], axis=-1)
+    albedo *= (0.85 + 0.15 * (np.sin(2 * np.pi * (x + y) / 29.0) > 0))[..., None]
+    return normals.astype(np.float32), np.clip(albedo, 0, 1).astype(np.float32)
+
+
 def write_example(out_dir: str | Path, *, size: int = 128, train_lights: int = 40, test_lights: int = 10, seed: int = 7) -> Path:
     """Write a train MLIC to ``out_dir`` and a held-out one to ``out_dir/test`` (JPEG + dirs.lp + mask.png)."""
     from ..formats.lp import write_lp
