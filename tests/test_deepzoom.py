@@ -41,6 +41,16 @@ def test_level_count_and_sizes_follow_openlime(width, height, tile):
         assert (w0, h0) == (max(w1 >> 1, 1), max(h1 >> 1, 1))
 
 
+def test_halving_is_a_rounded_box_average_in_strips():
+    rng = np.random.default_rng(2)
+    level = rng.integers(0, 256, (23, 17, 3)).astype(np.uint8)
+    expected = np.floor(level[:22, :16].reshape(11, 2, 8, 2, 3).astype(float).mean(axis=(1, 3)) + 0.5)
+    for strip in (1, 4, 256):  # strips of output rows bound the temporaries; the result is the same
+        np.testing.assert_array_equal(deepzoom._halve(level, (8, 11), strip=strip), expected)
+    thin = rng.integers(0, 256, (1, 9, 3)).astype(np.uint8)  # elongated images reach 1 pixel on one side first
+    np.testing.assert_allclose(deepzoom._halve(thin, (4, 1)), thin[:, :8].reshape(1, 4, 2, 3).mean(axis=2), atol=0.5)
+
+
 @pytest.mark.parametrize("tile,overlap", [(256, 0), (64, 0), (100, 1), (64, 2)])
 def test_write_read_round_trip(tmp_path, tile, overlap):
     image = plane_image()

@@ -23,7 +23,7 @@ from conftest import REPO, SHARED
 from openlime_browser import PAGE, Browser, find_chromium, serve
 from pnrelight.formats.mlic import MLIC
 from pnrelight.formats.rti_folder import save_model
-from pnrelight.imageio import read_image, to_uint8, write_image
+from pnrelight.imageio import read_image, to_uint8
 from pnrelight.lights import hemisphere_directions
 from pnrelight.metrics import psnr
 from pnrelight.rti.fit import fit_linear
@@ -151,5 +151,8 @@ def test_openlime_renders_model_folder(case, models, viewer):
     if (kind, layout, tile, overlap) == DOCS_CASE and os.environ.get("PNRELIGHT_DOCS_IMAGES"):
         diff = np.clip(np.abs(canvas.astype(np.float32) - reference) * 10, 0, 255).astype(np.uint8)
         strip = np.concatenate([canvas, np.zeros((H, 4, 3), np.uint8), reference, np.zeros((H, 4, 3), np.uint8), diff], axis=1)
-        write_image(REPO / "docs" / "images" / "openlime_browser.png", strip)
+        from PIL import Image  # a 256-colour palette keeps the docs image small (~70 kB)
+
+        Image.fromarray(strip).quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+            REPO / "docs" / "images" / "openlime_browser.png", optimize=True)
     assert value >= MIN_PSNR, f"{case_id(case)}: OpenLIME canvas vs pnrelight relight {value:.2f} dB < {MIN_PSNR} (max diff {maxdiff})"

@@ -95,7 +95,7 @@ def write_dzi(image_u8: np.ndarray, folder: str | os.PathLike, name: str, *, til
             y0, y1 = tile_span(row, lh, tile_size, overlap)
             for col in range(math.ceil(lw / tile_size)):
                 x0, x1 = tile_span(col, lw, tile_size, overlap)
-                write_image(out / f"{col}_{row}.{TILE_FORMAT}", level[y0:y1, x0:x1], quality=quality)
+                write_image(out / f"{col}_{row}.{TILE_FORMAT}", level[y0:y1, x0:x1], quality=quality, atomic=False)
     dzi = folder / f"{name}{DZI_SUFFIX}"
     dzi.write_text(
         '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -105,17 +105,26 @@ def write_dzi(image_u8: np.ndarray, folder: str | os.PathLike, name: str, *, til
     return dzi
 
 
-def _halve(level: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """2x2 box average down to ``size`` (w, h) = the level's size >> 1 (an odd last row/column is dropped)."""
+def _halve(level: np.ndarray, size: tuple[int, int], strip: int = 256) -> np.ndarray:
+    """2x2 box average (rounded) down to ``size`` (w, h) = the level's size >> 1; an odd last row/column is dropped.
+
+    Works in strips of ``strip`` output rows, so the uint16 sums stay small beside the result.
+    """
     w, h = size
-    src = level[:2 * h, :2 * w] if level.shape[0] >= 2 and level.shape[1] >= 2 else level
-    if src.shape[0] == 2 * h and src.shape[1] == 2 * w:
-        acc = src.reshape(h, 2, w, 2, 3).sum(axis=(1, 3), dtype=np.uint16)
-        return ((acc + 2) // 4).astype(np.uint8)
-    # one axis is already 1 pixel (very elongated images): average along the other one only
-    fy, fx = max(src.shape[0] // h, 1), max(src.shape[1] // w, 1)
-    src = src[:h * fy, :w * fx].astype(np.uint16)
-    return np.rint(src.reshape(h, fy, w, fx, 3).mean(axis=(1, 3))).astype(np.uint8)
+    if level.shape[0] < 2 * h or level.shape[1] < 2 * w:  # one side is already 1 pixel: average the other
+        fy, fx = max(level.shape[0] // h, 1), max(level.shape[1] // w, 1)
+        src = level[:h * fy, :w * fx].astype(np.uint16)
+        return np.rint(src.reshape(h, fy, w, fx, 3).mean(axis=(1, 3))).astype(np.uint8)
+    out = np.empty((h, w, 3), np.uint8)
+    for y0 in range(0, h, strip):
+        y1 = min(h, y0 + strip)
+        src = level[2 * y0:2 * y1, :2 * w]
+        acc = src[0::2, 0::2].astype(np.uint16)
+        acc += src[1::2, 0::2]
+        acc += src[0::2, 1::2]
+        acc += src[1::2, 1::2]
+        out[y0:y1] = (acc + 2) // 4
+    return out
 
 
 # ----------------------------------------------------------------------------- reading
