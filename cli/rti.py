@@ -13,6 +13,18 @@ from pnrelight.errors import InputError
 from pnrelight.progress import progress
 
 
+def tiles_help() -> str:
+    from pnrelight.formats.rti_folder import AUTO_DEEPZOOM_SIDE
+
+    return (f"write the planes as DeepZoom tile pyramids (plane_N.dzi, OpenLIME layout 'deepzoom'); "
+            f"default: only when a side exceeds {AUTO_DEEPZOOM_SIDE} px")
+
+
+def plane_layout(args) -> str:
+    """save_model's layout for a command with --tiles: forced deepzoom, else auto."""
+    return "deepzoom" if getattr(args, "tiles", False) else "auto"
+
+
 def register(sub) -> None:
     rti = sub.add_parser("rti", help="reflectance transformation imaging: PTM, HSH, NeuralRTI, DisK student",
                          description="Fit, distill, relight and evaluate RTI models of multi-light image collections.")
@@ -31,6 +43,7 @@ def register(sub) -> None:
     fit.add_argument("--quality", type=int, default=98, help="JPEG quality of the coefficient planes")
     fit.add_argument("--precision", choices=["auto", "float32", "float16"], default="auto",
                      help="ptm/hsh: coefficients held and saved in coefficients.npy as (auto: float16 above 1 GiB of float32)")
+    fit.add_argument("--tiles", action="store_true", help=tiles_help())
     fit.add_argument("-o", "--output", type=Path, required=True, help="model folder to write")
     fit.set_defaults(handler=cmd_fit)
 
@@ -44,6 +57,7 @@ def register(sub) -> None:
     dis.add_argument("--holdout", type=int, metavar="K", help="keep every K-th light out (use the teacher's K)")
     dis.add_argument("--seed", type=int, default=0)
     dis.add_argument("--quality", type=int, default=98)
+    dis.add_argument("--tiles", action="store_true", help=tiles_help())
     dis.add_argument("-o", "--output", type=Path, required=True)
     dis.set_defaults(handler=cmd_distill)
 
@@ -96,7 +110,7 @@ def _load_mlic(folder: Path, min_lights: int = 1):
 ENCODER_FILE = "encoder.npz"
 
 
-def _save_with_preview(model, output: Path, quality: int) -> None:
+def _save_with_preview(model, output: Path, quality: int, layout: str = "auto") -> None:
     """Write the model folder, its preview and (neural) the encoder weights beside info.json."""
     from pnrelight.formats.rti_folder import save_model
     from pnrelight.imageio import write_image
@@ -110,7 +124,7 @@ def _save_with_preview(model, output: Path, quality: int) -> None:
         arrays.update({f"b{i}": np.asarray(b, np.float32) for i, (_, b) in enumerate(encoder)})
         extra[ENCODER_FILE] = lambda p: np.savez(p, **arrays)
         training["encoder_file"] = ENCODER_FILE
-    save_model(model, output, quality=quality, extra_files=extra)
+    save_model(model, output, quality=quality, extra_files=extra, layout=layout)
 
 
 def _load_encoder(folder: Path):
@@ -163,7 +177,7 @@ def cmd_fit(args) -> int:
                        "holdout_every": args.holdout, "train_lights": train.names})
     _report_holdout(model, heldout)
     del mlic, train, heldout  # free the collection before the export (a 24 MP capture is GBs)
-    _save_with_preview(model, args.output, args.quality)
+    _save_with_preview(model, args.output, args.quality, plane_layout(args))
     print(f"wrote {model.label} model to {args.output} ({model.meta['fit_seconds']:.1f} s)")
     return 0
 
@@ -189,7 +203,7 @@ def cmd_distill(args) -> int:
     student.meta.update({"role": "student", "training": record, "teacher": str(args.teacher), "alpha": args.alpha,
                          "seed": args.seed, "fit_seconds": round(time.perf_counter() - start, 3), "holdout_every": holdout})
     _report_holdout(student, heldout)
-    _save_with_preview(student, args.output, args.quality)
+    _save_with_preview(student, args.output, args.quality, plane_layout(args))
     from pnrelight.rti.mlp import decoder_parameters
 
     print(f"wrote {student.label} student to {args.output}: decoder {decoder_parameters(student.layers)} parameters "

@@ -203,15 +203,22 @@ def to_uint16(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(image, dtype=np.float64) * 65535.0), 0, 65535).astype(np.uint16)
 
 
-def write_image(path: str | os.PathLike, image: np.ndarray, *, bits: int = 8, quality: int = 95) -> Path:
+def write_image(path: str | os.PathLike, image: np.ndarray, *, bits: int = 8, quality: int = 95, atomic: bool = True) -> Path:
     """Write (H, W), (H, W, 3) or (H, W, 4) floats in [0, 1] as PNG/JPEG/TIFF (8 or 16 bit) or EXR.
 
-    The file appears atomically (temporary name, then rename).
+    The file appears atomically (temporary name, then rename) unless ``atomic`` is False: for
+    the many files of a folder that is itself written atomically (DeepZoom tiles).
     """
     from .atomic import atomic_output_file
 
     path = Path(path)
     suffix = path.suffix.lower()
+    if not atomic:
+        if suffix in EXR_SUFFIXES:
+            write_exr(path, image)
+        else:
+            _write_pillow(path, image, bits=bits, quality=quality, suffix=suffix)
+        return path
     with atomic_output_file(path) as tmp:
         if suffix in EXR_SUFFIXES:
             write_exr(tmp, image)

@@ -11,6 +11,9 @@ NeuralRTI exporters. See docs/model_folder.md for the full description.
   ``weights``/``biases`` as flat [out][in] lists with widths padded to multiples of 4,
   ``samples`` = padded hidden width, ``planes`` = 9.
 * ``coefficients.npy`` (ours): the exact float32 coefficients, for lossless round trips.
+* layout: each plane is ``plane_N.jpg`` ("image") or a DeepZoom pyramid ``plane_N.dzi`` +
+  ``plane_N_files/`` ("deepzoom", :mod:`pnrelight.formats.deepzoom`), chosen by ``save_model``'s
+  ``layout``; readers take whichever is present (the .jpg first).
 """
 from __future__ import annotations
 
@@ -23,10 +26,24 @@ import numpy as np
 from ..errors import InputError
 from ..imageio import read_image, to_uint8, write_image
 from ..rti.model import RTIModel, check_model
+from . import deepzoom
 
 EXACT_FILE = "coefficients.npy"
 MASK_FILE = "mask.png"
 JPEG_QUALITY = 98
+LAYOUTS = ("image", "deepzoom", "auto")
+# "auto" tiles images with a side over 4096 px: the largest texture many (mobile) GPUs accept,
+# and a single JPEG that size is a long first download for a web viewer.
+AUTO_DEEPZOOM_SIDE = 4096
+
+
+def choose_layout(layout: str, width: int, height: int) -> str:
+    """"image" or "deepzoom" for a ``width`` x ``height`` model; "auto" tiles above AUTO_DEEPZOOM_SIDE."""
+    if layout not in LAYOUTS:
+        raise InputError(f"unknown plane layout {layout!r} (use one of {', '.join(LAYOUTS)})")
+    if layout == "auto":
+        return "deepzoom" if max(width, height) > AUTO_DEEPZOOM_SIDE else "image"
+    return layout
 
 
 def _pad4(n: int) -> int:
@@ -35,25 +52,34 @@ def _pad4(n: int) -> int:
 
 # ----------------------------------------------------------------------------- writing
 
-def save_model(model: RTIModel, folder: str | os.PathLike, *, quality: int = JPEG_QUALITY, extra_files: dict | None = None) -> Path:
+def save_model(model: RTIModel, folder: str | os.PathLike, *, quality: int = JPEG_QUALITY, extra_files: dict | None = None,
+               layout: str = "auto", tile_size: int = deepzoom.TILE_SIZE, overlap: int = deepzoom.OVERLAP) -> Path:
     """Write ``model`` as a model folder (atomically: a temporary folder renamed at the end).
 
     extra_files : optional {name: callable(path)} writing more files (previews) into the folder.
+    layout : "image" (``plane_N.jpg``), "deepzoom" (``plane_N.dzi`` pyramids of ``tile_size``
+        tiles with ``overlap``, what OpenLIME's ``layout: "deepzoom"`` reads) or "auto"
+        (deepzoom when a side exceeds AUTO_DEEPZOOM_SIDE).
     """
     from ..atomic import atomic_output_dir
 
     check_model(model)
     folder = Path(folder)
+    plane_layout = choose_layout(layout, model.shape[1], model.shape[0])
+    tiling = {"layout": plane_layout}
+    if plane_layout == "deepzoom":
+        tiling.update(tile_size=int(tile_size), overlap=int(overlap))
     with atomic_output_dir(folder) as tmp:
         if model.kind == "neural":
-            info = _write_neural(model, tmp, quality)
+            info = _write_neural(model, tmp, quality, tiling)
         else:
-            info = _write_linear(model, tmp, quality)
+            info = _write_linear(model, tmp, quality, tiling)
         save_exact(tmp / EXACT_FILE, model.coefficients)
         if model.mask is not None:
             write_image(tmp / MASK_FILE, model.mask.astype(np.float32))
-        info["pnrelight"] = {**model.meta, "exact": EXACT_FILE, "terms": int(model.terms),
-                             "label": model.label, "mask": MASK_FILE if model.mask is not None else None}
+        meta = {k: v for k, v in model.meta.items() if k not in ("layout", "tile_size", "overlap")}  # from a loaded folder
+        info["pnrelight"] = {**meta, "exact": EXACT_FILE, "terms": int(model.terms), "label": model.label,
+                             "mask": MASK_FILE if model.mask is not None else None, **tiling}
         (tmp / "info.json").write_text(json.dumps(info, indent=1, default=_json_default), encoding="utf-8")
         for name, writer in (extra_files or {}).items():
             writer(tmp / name)
@@ -68,13 +94,18 @@ def _json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj)}")
 
 
-def _write_planes(planes_u8: np.ndarray, folder: Path, first_index: int, quality: int) -> list[str]:
-    """planes_u8: (H, W, C) uint8 with C a multiple of 3 -> plane_{i}.jpg files."""
+def _write_planes(planes_u8: np.ndarray, folder: Path, first_index: int, quality: int, tiling: dict) -> list[str]:
+    """planes_u8: (H, W, C) uint8 with C a multiple of 3 -> plane_{i}.jpg files or plane_{i}.dzi pyramids."""
     names = []
     for j in range(planes_u8.shape[2] // 3):
-        name = f"plane_{first_index + j}.jpg"
-        write_image(folder / name, planes_u8[..., 3 * j:3 * j + 3], quality=quality)
-        names.append(name)
+        stem = f"plane_{first_index + j}"
+        rgb = planes_u8[..., 3 * j:3 * j + 3]
+        if tiling["layout"] == "deepzoom":
+            path = deepzoom.write_dzi(np.ascontiguousarray(rgb), folder, stem, tile_size=tiling["tile_size"],
+                                      overlap=tiling["overlap"], quality=quality)
+        else:
+            path = write_image(folder / f"{stem}.jpg", rgb, quality=quality)
+        names.append(path.name)
     return names
 
 
@@ -110,7 +141,7 @@ def save_exact(path: Path, values: np.ndarray) -> None:
             np.ascontiguousarray(values[rows], dtype).tofile(f)
 
 
-def _write_linear(model: RTIModel, folder: Path, quality: int) -> dict:
+def _write_linear(model: RTIModel, folder: Path, quality: int, tiling: dict) -> dict:
     h, w = model.shape
     coeffs = model.coefficients
     nplanes = coeffs.shape[2]
@@ -126,7 +157,7 @@ def _write_linear(model: RTIModel, folder: Path, quality: int) -> dict:
         plane[..., k:] = 0  # the last JPEG may hold fewer than three planes
         for rows in _row_chunks(coeffs):
             plane[rows, :, :k] = to_uint8(coeffs[rows, :, p].astype(np.float64) / scale[p] + bias[p])
-        _write_planes(plane, folder, j, quality)
+        _write_planes(plane, folder, j, quality, tiling)
     return {
         "width": w, "height": h, "format": "jpg", "type": model.kind, "colorspace": model.colorspace,
         "nplanes": int(nplanes), "quality": quality,
@@ -149,13 +180,13 @@ def quantize_min_max(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     return codes, lo, span
 
 
-def _write_neural(model: RTIModel, folder: Path, quality: int) -> dict:
+def _write_neural(model: RTIModel, folder: Path, quality: int, tiling: dict) -> dict:
     h, w = model.shape
     k = model.coefficients.shape[2]
     kp = (k + 2) // 3 * 3
     planes = np.zeros((h, w, kp), np.uint8)
     planes[..., :k], lo, span = quantize_min_max(model.coefficients)
-    _write_planes(planes, folder, 1, quality)
+    _write_planes(planes, folder, 1, quality, tiling)
     lo_p = np.zeros(kp); lo_p[:k] = lo
     hi_p = np.ones(kp); hi_p[:k] = lo + span
     layers = [(np.asarray(wt, np.float64), np.asarray(b, np.float64)) for wt, b in model.layers]
@@ -206,8 +237,9 @@ def load_model(folder: str | os.PathLike, *, source: str = "auto", read_plane=No
     source : "auto" (exact coefficients when present, else planes), "planes" (the 8-bit
         JPEG planes, as a web viewer sees them) or "exact".
     read_plane : optional image reader ``path -> (H, W[, C]) float32 in [0, 1]`` used for the
-        planes and the mask instead of :func:`pnrelight.imageio.read_image` (Blender passes its
-        own image loader, so the add-on needs no Pillow).
+        planes (each tile of a DeepZoom plane) and the mask instead of
+        :func:`pnrelight.imageio.read_image` (Blender passes its own image loader, so the add-on
+        needs no Pillow).
     """
     read_plane = read_plane or read_image
     folder, info = read_info(folder)
@@ -228,13 +260,19 @@ def load_model(folder: str | os.PathLike, *, source: str = "auto", read_plane=No
     return model
 
 
-def _load_plane_images(folder: Path, names: list[str], width: int | None, height: int | None, read_plane=read_image) -> np.ndarray:
+def _load_plane_images(folder: Path, stems: list[str], width: int | None, height: int | None, read_plane=read_image) -> np.ndarray:
+    """Planes ``stem.jpg`` or, when absent, DeepZoom ``stem.dzi`` -> (H, W, 3·len(stems)) float32 byte/255."""
     arrays = []
-    for name in names:
-        path = folder / name
-        if not path.is_file():
-            raise InputError(f"coefficient plane {name} is missing from {folder} (re-export the model folder)")
-        img = read_plane(path)
+    for stem in stems:
+        path = folder / f"{stem}.jpg"
+        dzi = folder / f"{stem}{deepzoom.DZI_SUFFIX}"
+        if path.is_file():
+            img = read_plane(path)
+        elif dzi.is_file():
+            tiles = deepzoom.read_dzi(dzi, read_tile=None if read_plane is read_image else read_plane)
+            img = tiles.astype(np.float32) / np.float32(255)
+        else:
+            raise InputError(f"coefficient plane {stem}.jpg is missing from {folder}, nor is there a {stem}.dzi (re-export the model folder)")
         if img.ndim == 2:
             img = np.repeat(img[..., None], 3, axis=2)
         arrays.append(img)
@@ -277,7 +315,7 @@ def _read_linear(folder: Path, info: dict, kind: str, source: str, read_plane=re
         if scale.size < nplanes or bias.size < nplanes:
             raise InputError(f"{folder / 'info.json'}: materials[0] scale/bias need {nplanes} values")
         njpegs = (nplanes + 2) // 3
-        planes = _load_plane_images(folder, [f"plane_{j}.jpg" for j in range(njpegs)], info.get("width"), info.get("height"), read_plane)
+        planes = _load_plane_images(folder, [f"plane_{j}" for j in range(njpegs)], info.get("width"), info.get("height"), read_plane)
         coeffs = ((planes[..., :nplanes] - bias[:nplanes]) * scale[:nplanes]).astype(np.float32)
     return RTIModel(kind=kind, colorspace=colorspace, coefficients=coeffs, terms=terms)
 
@@ -306,7 +344,7 @@ def _read_neural(folder: Path, info: dict, source: str, read_plane=read_image) -
     coeffs = _exact(folder, info, source)
     if coeffs is None:
         kp = (k + 2) // 3 * 3
-        planes = _load_plane_images(folder, [f"plane_{j}.jpg" for j in range(1, kp // 3 + 1)], info.get("width"), info.get("height"), read_plane)
+        planes = _load_plane_images(folder, [f"plane_{j}" for j in range(1, kp // 3 + 1)], info.get("width"), info.get("height"), read_plane)
         planes = planes.reshape(*planes.shape[:2], -1, 3)[..., order].reshape(*planes.shape[:2], -1)
         lo = np.asarray(info["min"], np.float64).ravel()
         hi = np.asarray(info["max"], np.float64).ravel()
