@@ -396,6 +396,7 @@ def legacy_session(tmp_path_factory):
            "size": [LEGACY_SIZE, LEGACY_SIZE], "models": {k: str(v) for k, v in files.items()}, "steps": steps}
     (root / "job.json").write_text(json.dumps(job))
     env = {**os.environ, "BLENDER_USER_RESOURCES": str(root / "blender_user")}
+    env.pop("PYTHONPATH", None)  # a checkout on PYTHONPATH would shadow the extension's bundled wheel
     run = subprocess.run([sys.executable, str(REPO / "tests" / "blender_worker.py"), str(root / "job.json")],
                          capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -404,6 +405,7 @@ def legacy_session(tmp_path_factory):
 
 def test_legacy_ptm_and_rti_files_import_as_planes_and_render_like_relight(legacy_session, tmp_path):
     res = legacy_session["results"]
+    assert "blender_user" in res["pnrelight_file"]  # the extension's own core read the files
     assert res["imports"]["ptm_file"]["status"] == ["FINISHED"] and res["imports"]["hsh9_file"]["status"] == ["FINISHED"]
     assert res["imports"]["ptm_file"]["group"] == "pnrelight PTM RGB" and res["imports"]["ptm_file"]["name"] == "coin"
     assert res["imports"]["hsh9_file"]["group"] == "pnrelight HSH9 RGB" and res["imports"]["hsh9_file"]["name"] == "coin_hsh"

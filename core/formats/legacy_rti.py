@@ -53,7 +53,7 @@ def read_legacy(path: str | os.PathLike) -> RTIModel:
     head = _read_head(path)
     if head.startswith(b"PTM_"):
         return read_ptm(path)
-    if head.startswith(b"#HSH"):
+    if head.startswith(b"#"):  # RTIBuilder's "#HSH1.2"; the type line decides what it holds
         return read_hsh_rti(path)
     raise InputError(f"{path}: not a PTM or HSH file (it starts with {head[:12]!r}, expected 'PTM_1.2' or '#HSH1.2'; "
                      f"supported: {SUPPORTED})")
@@ -93,7 +93,7 @@ def _header_lines(head: bytes):
 
 def _numbers(tokens: list[str], what: str, path: Path, kind=float) -> list:
     try:
-        values = [kind(t) if kind is int else float(t) for t in tokens]
+        values = [kind(t) for t in tokens]
     except ValueError:
         raise InputError(f"{path}: bad header, {what} must be numbers, found {' '.join(tokens)!r}") from None
     if not all(math.isfinite(v) for v in values):
@@ -128,12 +128,13 @@ def _write_file(path: Path, header: bytes, chunks) -> Path:
         with open(tmp, "wb") as f:
             f.write(header)
             for chunk in chunks:
-                f.write(np.ascontiguousarray(chunk, np.uint8).tobytes())
+                f.write(np.ascontiguousarray(chunk, np.uint8).data)
     return path
 
 
-def _check_finite(model: RTIModel, path: Path) -> None:
-    if not np.isfinite(model.coefficients).all():
+def _check_finite(lo: np.ndarray, hi: np.ndarray, path: Path) -> None:
+    """lo, hi: per-plane ranges (NaN and inf propagate into them)."""
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
         raise InputError(f"cannot write {path}: the model has NaN or infinite coefficients (refit it)")
 
 
@@ -172,7 +173,7 @@ def read_ptm(path: str | os.PathLike) -> RTIModel:
     _check_size(path, width, height)
     scale = np.array(_numbers(tokens[2:8], "the 6 scales", path), np.float64)
     bias = np.array(_numbers(tokens[8:14], "the 6 biases", path), np.float64)
-    # (byte - bias) · scale is in 0..255 pixel units; ours are [0, 1]: one lookup table per file term
+    # (byte - bias) · scale is in 0..255 pixel units, ours are [0, 1]: one lookup table per file term
     luts = ((np.arange(256)[None, :] - bias[:, None]) * scale[:, None] / 255.0).astype(np.float32)  # (6, 256)
     lrgb = fmt == "PTM_FORMAT_LRGB"
     per_pixel = 9 if lrgb else 3 * PTM_TERMS
@@ -188,7 +189,7 @@ def read_ptm(path: str | os.PathLike) -> RTIModel:
         for y0, y1 in _row_chunks(height):  # file row y is image row height-1-y
             dst = out[height - y1:height - y0][::-1]
             block = np.asarray(coeffs[y0:y1])
-            dst[..., :3] = np.asarray(colour[y0:y1], np.float32) / 255.0
+            dst[..., :3] = np.asarray(colour[y0:y1], np.float32) * np.float32(1 / 255)
             for k, j in enumerate(PTM_FILE_TERM):
                 dst[..., 3 + k] = luts[j][block[..., j]]
     else:  # three blocks, R then G then B, each a0..a5 per pixel
@@ -206,22 +207,37 @@ def read_ptm(path: str | os.PathLike) -> RTIModel:
     return model
 
 
-def ptm_quantisation(values: np.ndarray) -> tuple[float, int]:
-    """(scale, integer bias) for one PTM term whose values (any shape) are in 0..255 pixel units.
+def ptm_quantisation(lo: float, hi: float) -> tuple[float, int]:
+    """(scale, integer bias) for one PTM term whose values lie in [lo, hi], in 0..255 pixel units.
 
     byte = round(value/scale + bias) stays in [0, 255] and value = (byte − bias)·scale. The range
     includes 0, so the bias is a byte value (0..254) as RTIViewer reads it (an int); 254 steps
     leave room for rounding the bias up.
     """
-    lo = min(float(np.min(values)), 0.0)
-    hi = max(float(np.max(values)), 0.0)
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     scale = max(hi - lo, 1e-6) / 254.0
     bias = int(math.ceil(-lo / scale - 1e-9))
     return scale, bias
 
 
-def _ptm_bytes(values: np.ndarray, scale: float, bias: int) -> np.ndarray:
-    return np.clip(np.rint(values / scale + bias), 0, 255).astype(np.uint8)
+def _quantise(values: np.ndarray, gain, offset) -> np.ndarray:
+    """round(values · gain + offset) clipped to bytes, in float32 (gain, offset broadcast on the last axis)."""
+    q = np.asarray(values, np.float32) * np.asarray(gain, np.float32)
+    q += np.asarray(offset, np.float32)
+    np.rint(q, out=q)
+    np.clip(q, 0, 255, out=q)
+    return q.astype(np.uint8)
+
+
+def _plane_ranges(coeffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-plane (min, max) of (H, W, C) coefficients, row block by row block (no full-size temporaries)."""
+    lo = np.full(coeffs.shape[2], np.inf)
+    hi = np.full(coeffs.shape[2], -np.inf)
+    for y0, y1 in _row_chunks(coeffs.shape[0]):
+        block = coeffs[y0:y1].reshape(-1, coeffs.shape[2])
+        lo = np.minimum(lo, block.min(axis=0))
+        hi = np.maximum(hi, block.max(axis=0))
+    return lo, hi
 
 
 def write_ptm(model: RTIModel, path: str | os.PathLike) -> Path:
@@ -236,44 +252,35 @@ def write_ptm(model: RTIModel, path: str | os.PathLike) -> Path:
     if model.kind != "ptm":
         raise InputError(f"cannot write a {model.label} model as .ptm: .ptm holds PTM models (ptm, lptm); "
                          "HSH models go to .rti, neural models stay in model folders")
-    _check_finite(model, path)
     h, w = model.shape
     coeffs = model.coefficients
     lrgb = model.colorspace == "lrgb"
-    if lrgb:
-        colour = coeffs[..., :3].astype(np.float32)
-        peak = np.maximum(colour.max(axis=2, keepdims=True), 1.0)  # colour/peak · lum·peak: the same pixels
-        colour = colour / peak
-        lum = coeffs[..., 3:] * peak
-        terms_255 = [lum[..., k] * 255.0 for k in range(PTM_TERMS)]               # our term order
-    else:
-        terms_255 = [coeffs[..., 3 * k:3 * k + 3] * 255.0 for k in range(PTM_TERMS)]
-    quant = [None] * PTM_TERMS  # per file term
+    if lrgb and coeffs[..., :3].max() > 1.0:  # colour/peak · lum·peak: the same pixels, colour fits a byte
+        peak = np.maximum(coeffs[..., :3].max(axis=2, keepdims=True), 1.0)
+        coeffs = np.concatenate([coeffs[..., :3] / peak, coeffs[..., 3:] * peak], axis=2)
+    lo, hi = _plane_ranges(coeffs)
+    _check_finite(lo, hi, path)
+    first = 3 if lrgb else 0
+    term_planes = [[first + k] if lrgb else [3 * k, 3 * k + 1, 3 * k + 2] for k in range(PTM_TERMS)]  # our term k
+    quant = [None] * PTM_TERMS  # per file term: (scale, bias) in 0..255 units
     for k, j in enumerate(PTM_FILE_TERM):
-        quant[j] = ptm_quantisation(terms_255[k])
+        quant[j] = ptm_quantisation(255.0 * lo[term_planes[k]].min(), 255.0 * hi[term_planes[k]].max())
     fmt = "PTM_FORMAT_LRGB" if lrgb else "PTM_FORMAT_RGB"
     header = (f"PTM_1.2\n{fmt}\n{w}\n{h}\n" + " ".join(f"{s:.9g}" for s, _ in quant) + "\n"
               + " ".join(str(b) for _, b in quant) + "\n").encode("ascii")
-
-    def file_terms(src, y0, y1, c=None):
-        """File rows y0..y1 (bottom first) -> (rows, W, 6) bytes in file term order."""
-        rows = slice(h - y1, h - y0)
-        out = np.empty((y1 - y0, w, PTM_TERMS), np.uint8)
-        for k, j in enumerate(PTM_FILE_TERM):
-            v = src[k][rows] if c is None else src[k][rows][..., c]
-            out[..., j] = _ptm_bytes(v, *quant[j])[::-1]
-        return out
+    # byte_j = our coefficient · 255/scale_j + bias_j, our planes taken in file term order
+    gain = np.array([255.0 / quant[j][0] for j in range(PTM_TERMS)])
+    offset = np.array([float(quant[j][1]) for j in range(PTM_TERMS)])
+    inverse = [PTM_FILE_TERM.index(j) for j in range(PTM_TERMS)]  # file term j is our term inverse[j]
 
     def chunks():
+        for c in ([None] if lrgb else range(3)):  # rgb: the red block, then green, then blue
+            planes = [first + k if lrgb else 3 * k + c for k in inverse]
+            for y0, y1 in _row_chunks(h):  # file rows bottom first
+                yield _quantise(coeffs[h - y1:h - y0][::-1][..., planes], gain, offset)
         if lrgb:
             for y0, y1 in _row_chunks(h):
-                yield file_terms(terms_255, y0, y1)
-            for y0, y1 in _row_chunks(h):
-                yield np.clip(np.rint(colour[h - y1:h - y0][::-1] * 255.0), 0, 255).astype(np.uint8)
-        else:
-            for c in range(3):
-                for y0, y1 in _row_chunks(h):
-                    yield file_terms(terms_255, y0, y1, c)
+                yield _quantise(coeffs[h - y1:h - y0][::-1][..., :3], 255.0, 0.0)
 
     return _write_file(path, header, chunks())
 
@@ -289,7 +296,7 @@ def read_hsh_rti(path: str | os.PathLike) -> RTIModel:
     head = _read_head(path)
     lines = _header_lines(head)
     first, _ = next(lines, ("", 0))
-    if first.strip() != HSH_MAGIC:
+    if not first.startswith("#"):
         raise InputError(f"{path}: not an HSH .rti file (first line {first.strip()[:20]!r}, expected {HSH_MAGIC!r})")
     fields, offset = [], None
     for line, end in lines:
@@ -301,7 +308,7 @@ def read_hsh_rti(path: str | os.PathLike) -> RTIModel:
             break
     if offset is None:
         raise InputError(f"{path}: bad .rti header, expected a type line, 'width height bands' and "
-                         "'terms basis_type element_size' after #HSH1.2")
+                         f"'terms basis_type element_size' after {first.strip()[:20]}")
     if len(fields[0]) != 1 or len(fields[1]) != 3 or len(fields[2]) != 3:
         raise InputError(f"{path}: bad .rti header, expected lines 'type', 'width height bands', "
                          f"'terms basis_type element_size', found {' / '.join(' '.join(f) for f in fields)!r}")
@@ -333,7 +340,7 @@ def read_hsh_rti(path: str | os.PathLike) -> RTIModel:
             out[y0:y1, :, t, :] = luts[t][block[:, :, :, t]]
     del data, payload
     model = RTIModel(kind="hsh", colorspace="rgb", coefficients=out.reshape(height, width, 3 * terms), terms=terms,
-                     meta={"source": str(path), "legacy_format": f"{HSH_MAGIC} type {rti_type}"})
+                     meta={"source": str(path), "legacy_format": f"{first.strip()} type {rti_type}"})
     check_model(model)
     return model
 
@@ -349,7 +356,6 @@ def write_hsh_rti(model: RTIModel, path: str | os.PathLike) -> Path:
     if model.kind != "hsh":
         raise InputError(f"cannot write a {model.label} model as .rti: .rti holds HSH models (hsh, lhsh with 4, 9 or "
                          "16 terms); PTM models go to .ptm, neural models stay in model folders")
-    _check_finite(model, path)
     h, w = model.shape
     t = model.terms
     if model.colorspace == "lrgb":
@@ -357,17 +363,18 @@ def write_hsh_rti(model: RTIModel, path: str | os.PathLike) -> Path:
         coeffs = (lum[:, :, :, None] * colour[:, :, None, :]).reshape(h, w, 3 * t)
     else:
         coeffs = model.coefficients
-    per_term = coeffs.reshape(h * w, t, 3)
-    lo = per_term.min(axis=(0, 2)).astype(np.float32)
-    span = np.maximum(per_term.max(axis=(0, 2)).astype(np.float32) - lo, np.float32(1e-8))
+    plane_lo, plane_hi = _plane_ranges(coeffs)
+    _check_finite(plane_lo, plane_hi, path)
+    lo = plane_lo.reshape(t, 3).min(axis=1).astype(np.float32)  # one range per term over R, G, B
+    span = np.maximum(plane_hi.reshape(t, 3).max(axis=1).astype(np.float32) - lo, np.float32(1e-8))
     header = (f"{HSH_MAGIC}\r\n{RTI_TYPE_HSH}\r\n{w} {h} 3\r\n{t} {HSH_BASIS_TYPE_RGB} 1\r\n").encode("ascii")
     header += span.astype("<f4").tobytes() + lo.astype("<f4").tobytes()
-    lo64, span64 = lo.astype(np.float64), span.astype(np.float64)
+    gain = (255.0 / span.astype(np.float64))[:, None]  # byte = (c − lo)/span · 255, per term (T, 1)
+    offset = (-lo.astype(np.float64) * 255.0 / span.astype(np.float64))[:, None]
 
     def chunks():
         for y0, y1 in _row_chunks(h):
-            block = coeffs[y0:y1].reshape(y1 - y0, w, t, 3).astype(np.float64)
-            q = np.clip(np.rint((block - lo64[:, None]) / span64[:, None] * 255.0), 0, 255).astype(np.uint8)
+            q = _quantise(coeffs[y0:y1].reshape(y1 - y0, w, t, 3), gain, offset)
             yield q.transpose(0, 1, 3, 2)  # per pixel: the T terms of R, then of G, then of B
 
     return _write_file(path, header, chunks())
