@@ -165,7 +165,8 @@ def read_info(folder: str | os.PathLike) -> tuple[Path, dict]:
 
 
 def load_model(folder: str | os.PathLike, *, source: str = "auto", read_plane=None) -> RTIModel:
-    """Read a model folder, or a legacy ``.ptm``/``.rti`` file (:mod:`pnrelight.formats.legacy_rti`).
+    """Read a model folder, or a legacy ``.ptm``/``.rti`` file (:mod:`pnrelight.formats.legacy_rti`;
+    ``source`` and ``read_plane`` do not apply to those: they hold only their 8-bit coefficients).
 
     source : "auto" (exact coefficients when present, else planes), "planes" (the 8-bit
         JPEG planes, as a web viewer sees them) or "exact".
