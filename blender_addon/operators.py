@@ -1,4 +1,4 @@
-"""File › Import › RTI Plane (pnrelight), and drag-and-drop of a model's info.json."""
+"""File › Import › RTI Plane (pnrelight), and drag-and-drop of a model's info.json or a .ptm/.rti file."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,14 +10,14 @@ from . import plane, preferences
 
 
 class PNRELIGHT_OT_import_rti(bpy.types.Operator, ImportHelper):
-    """Import an RTI model folder (PTM, HSH, NeuralRTI) as a relightable plane"""
+    """Import an RTI model folder (PTM, HSH, NeuralRTI) or an RTIViewer .ptm/.rti file as a relightable plane"""
 
     bl_idname = "import_scene.pnrelight_rti"
     bl_label = "Import RTI Plane"
     bl_options = {"REGISTER", "UNDO", "PRESET"}
 
     filename_ext = ".json"
-    filter_glob: bpy.props.StringProperty(default="*.json", options={"HIDDEN"})
+    filter_glob: bpy.props.StringProperty(default="*.json;*.ptm;*.rti", options={"HIDDEN"})
     directory: bpy.props.StringProperty(subtype="DIR_PATH", options={"SKIP_SAVE", "HIDDEN"})
     files: bpy.props.CollectionProperty(type=bpy.types.OperatorFileListElement, options={"SKIP_SAVE", "HIDDEN"})
 
@@ -86,7 +86,7 @@ class PNRELIGHT_FH_rti(bpy.types.FileHandler):
     bl_idname = "PNRELIGHT_FH_rti_plane"
     bl_label = "RTI Plane (pnrelight)"
     bl_import_operator = "import_scene.pnrelight_rti"
-    bl_file_extensions = ".json"
+    bl_file_extensions = ".json;.ptm;.rti"
 
     @classmethod
     def poll_drop(cls, context):

@@ -63,11 +63,17 @@ class BlenderPlaneReader:
 
 
 def load(path, source: str, reader: BlenderPlaneReader):
-    """-> (model, folder, info); the planes go through ``reader``. Raises pnrelight.InputError for bad folders."""
+    """-> (model, folder, info); the planes go through ``reader``. Raises pnrelight.InputError for bad folders.
+
+    A legacy .ptm/.rti file is read by the core as it is (no planes, no info.json): folder is the file.
+    """
     from pnrelight.errors import InputError
+    from pnrelight.formats.legacy_rti import is_legacy_path
     from pnrelight.formats.rti_folder import load_model, read_info
 
     path = Path(path)
+    if is_legacy_path(path):
+        return load_model(path), path, {}
     if path.suffix.lower() == ".json" and not path.exists():
         path = path.parent  # name the folder in the error
     folder, info = read_info(path)
@@ -337,7 +343,7 @@ def default_light(context, location, created: Created):
 
 def import_plane(context, path, *, source: str = "AUTO", interpolation: str = "Linear", gain: float = 1.0,
                  linearize: bool = False, light=None):
-    """Import one model folder as a plane at the 3D cursor; returns the object.
+    """Import one model folder (or .ptm/.rti file) as a plane at the 3D cursor; returns the object.
 
     Raises pnrelight.InputError for bad input; on any failure nothing is left behind.
     """
@@ -346,7 +352,7 @@ def import_plane(context, path, *, source: str = "AUTO", interpolation: str = "L
     reader = BlenderPlaneReader()
     try:
         model, folder, info = load(path, source, reader)
-        name = folder.name or "RTI"
+        name = (folder.stem if folder.is_file() else folder.name) or "RTI"
         width, height, physical = plane_size(model, info)
         mesh = created.add(_plane_mesh(name, width, height))
         stored = stored_plane_textures(model, info, reader)

@@ -63,7 +63,7 @@ def register(sub) -> None:
 
     rel = rsub.add_parser("relight", help="render a model under new light directions",
                           description="Relight a model folder: one PNG for --light, a folder of PNGs for --lights.")
-    rel.add_argument("model", type=Path, help="model folder (info.json + planes)")
+    rel.add_argument("model", type=Path, help="model folder (info.json + planes), .ptm or .rti file")
     grp = rel.add_mutually_exclusive_group(required=True)
     grp.add_argument("--light", type=float, nargs="+", metavar="L", help="LX LY [LZ] (LZ completed to a unit vector when omitted)")
     grp.add_argument("--lights", type=Path, metavar="FILE.lp", help="an .lp file of light directions")
@@ -73,10 +73,19 @@ def register(sub) -> None:
 
     ev = rsub.add_parser("eval", help="PSNR/SSIM of a model against held-out images",
                          description="Relight the model under each light of TEST_DIR and compare (inside the mask when there is one).")
-    ev.add_argument("model", type=Path)
+    ev.add_argument("model", type=Path, help="model folder, .ptm or .rti file")
     ev.add_argument("test", type=Path, help="MLIC folder of held-out images with their .lp file")
     ev.add_argument("--json", type=Path, help="write {'mean': {...}, 'lights': [...]} here")
     ev.set_defaults(handler=cmd_eval)
+
+    conv = rsub.add_parser("convert", help="convert between model folders and legacy .ptm/.rti files",
+                           description="Convert a model folder or an RTIBuilder/RTIViewer .ptm/.rti file into a model folder, "
+                                       "a .ptm (PTM models) or a .rti (HSH models).")
+    conv.add_argument("source", type=Path, help="model folder, .ptm or .rti file")
+    conv.add_argument("-o", "--output", type=Path, required=True,
+                      help="FILE.ptm, FILE.rti, or a model folder (any other name)")
+    conv.add_argument("--quality", type=int, default=98, help="JPEG quality of the coefficient planes (folder output)")
+    conv.set_defaults(handler=cmd_convert)
 
 
 def _widths(text: str) -> tuple[int, ...]:
@@ -256,4 +265,17 @@ def cmd_eval(args) -> int:
 
         with atomic_output_file(args.json) as tmp:
             tmp.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from pnrelight.formats.legacy_rti import LEGACY_SUFFIXES, write_legacy
+    from pnrelight.formats.rti_folder import load_model
+
+    model = load_model(args.source)
+    if args.output.suffix.lower() in LEGACY_SUFFIXES:
+        write_legacy(model, args.output)  # refuses what the format cannot hold, before writing anything
+    else:
+        _save_with_preview(model, args.output, args.quality)
+    print(f"wrote {model.label} model to {args.output}")
     return 0

@@ -7,6 +7,7 @@ job's steps and writes ``results.json`` and renders (``.npy``, top row first) to
 
 Job: {"zip": path, "out": dir, "size": [W, H], "models": {key: folder}, "steps": [...]}; steps:
   {"op": "import", "model": key, "interpolation": "Closest", "via": "files"?, "as": key2?, "auto_light": bool?}
+                                              (models: folders, or .ptm/.rti files)
   {"op": "delete_lights"}
   {"op": "linearize", "model": key, "on": bool}, {"op": "save_reload"}, {"op": "light_type", "type": "SPOT"}
   {"op": "panel", "model": key}, {"op": "disable"}
@@ -148,14 +149,15 @@ def main(job_path: str) -> None:
             before = set(bpy.data.objects.keys())
             t0 = time.perf_counter()
             folder = Path(job["models"][step["model"]])
+            target = folder if folder.is_file() else folder / "info.json"  # a .ptm/.rti file, or a folder's info.json
             options = {"interpolation": step.get("interpolation", "Closest")}
             if not step.get("auto_light"):
                 options["light_name"] = sun.name
             if step.get("via") == "files":  # how the FileHandler (drag and drop) calls it
-                res = bpy.ops.import_scene.pnrelight_rti("EXEC_DEFAULT", directory=str(folder),
-                                                         files=[{"name": "info.json"}], **options)
+                res = bpy.ops.import_scene.pnrelight_rti("EXEC_DEFAULT", directory=str(target.parent),
+                                                         files=[{"name": target.name}], **options)
             else:
-                res = bpy.ops.import_scene.pnrelight_rti(filepath=str(folder / "info.json"), **options)
+                res = bpy.ops.import_scene.pnrelight_rti(filepath=str(target), **options)
             seconds = time.perf_counter() - t0
             obj = bpy.context.view_layer.objects.active
             s = obj.pnrelight
@@ -168,7 +170,7 @@ def main(job_path: str) -> None:
                                            "expression": fc.driver.expression,
                                            "simple": bool(fc.driver.is_simple_expression), "valid": bool(fc.driver.is_valid)})
             results["imports"][key] = {
-                "status": sorted(res), "seconds": seconds, "node_count": s.node_count, "group": s.group,
+                "status": sorted(res), "seconds": seconds, "node_count": s.node_count, "group": s.group, "name": obj.name,
                 "label": s.label, "source": s.source, "dimensions": list(obj.dimensions),
                 "new_objects": sorted(set(bpy.data.objects.keys()) - before), "light": s.light.name,
                 "light_type": s.light.data.type}

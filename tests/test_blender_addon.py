@@ -365,3 +365,59 @@ def test_bad_input_is_refused_and_leaves_nothing(session, name):
     assert outcome["returned"] == ["CANCELLED"]
     assert outcome["error"] and "Error" in outcome["error"] and BAD_MESSAGES[name] in outcome["error"], outcome["error"]
     assert outcome["after"] == outcome["before"]
+
+
+# ----------------------------------------------------------------------------- legacy .ptm / .rti files
+
+LEGACY_SIZE = 128  # the bundled example MLIC: no shared data needed, one texel per render pixel
+
+
+@pytest.fixture(scope="module")
+def legacy_session(tmp_path_factory):
+    """A .ptm and an HSH .rti of the bundled example, imported (menu / drop) and rendered under two suns."""
+    from pnrelight.formats.legacy_rti import write_hsh_rti, write_ptm
+    from pnrelight.rti.fit import fit_linear
+
+    root = tmp_path_factory.mktemp("blender_legacy")
+    build = subprocess.run([sys.executable, str(REPO / "blender_addon" / "build.py"), "--output-dir", str(root / "dist")],
+                           capture_output=True, text=True, cwd=REPO)
+    assert build.returncode == 0, build.stdout + build.stderr
+    mlic = load_mlic(REPO / "assets" / "examples" / "rti_synthetic")
+    files = {"ptm_file": write_ptm(fit_linear(mlic, "ptm"), root / "coin.ptm"),
+             "hsh9_file": write_hsh_rti(fit_linear(mlic, "hsh", 9), root / "coin_hsh.rti")}
+    truncated = root / "truncated.ptm"
+    truncated.write_bytes(files["ptm_file"].read_bytes()[:-100])
+    steps = [{"op": "import", "model": "ptm_file"}, {"op": "import", "model": "hsh9_file", "via": "files"}]
+    for name in ("high", "grazing"):
+        steps.append({"op": "sun", "dir": SUNS[name]})
+        steps += [{"op": "render", "model": k, "name": f"{k}_sun_{name}"} for k in files]
+    steps.append({"op": "bad", "path": str(truncated), "name": "truncated"})
+    job = {"zip": str(next((root / "dist").glob("pnrelight-*.zip"))), "out": str(root / "out"),
+           "size": [LEGACY_SIZE, LEGACY_SIZE], "models": {k: str(v) for k, v in files.items()}, "steps": steps}
+    (root / "job.json").write_text(json.dumps(job))
+    env = {**os.environ, "BLENDER_USER_RESOURCES": str(root / "blender_user")}
+    env.pop("PYTHONPATH", None)  # a checkout on PYTHONPATH would shadow the extension's bundled wheel
+    run = subprocess.run([sys.executable, str(REPO / "tests" / "blender_worker.py"), str(root / "job.json")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return {"files": files, "out": root / "out", "results": json.loads((root / "out" / "results.json").read_text())}
+
+
+def test_legacy_ptm_and_rti_files_import_as_planes_and_render_like_relight(legacy_session, tmp_path):
+    res = legacy_session["results"]
+    assert "blender_user" in res["pnrelight_file"]  # the extension's own core read the files
+    assert res["imports"]["ptm_file"]["status"] == ["FINISHED"] and res["imports"]["hsh9_file"]["status"] == ["FINISHED"]
+    assert res["imports"]["ptm_file"]["group"] == "pnrelight PTM RGB" and res["imports"]["ptm_file"]["name"] == "coin"
+    assert res["imports"]["hsh9_file"]["group"] == "pnrelight HSH9 RGB" and res["imports"]["hsh9_file"]["name"] == "coin_hsh"
+    for key, path in legacy_session["files"].items():
+        model = load_model(path)  # the core's reading of the same file
+        for name in ("high", "grazing"):
+            render = np.load(legacy_session["out"] / f"{key}_sun_{name}.npy")
+            r = run_cli("rti", "relight", path, "--light", *SUNS[name], "-o", tmp_path / f"{key}_{name}.png")
+            assert r.returncode == 0, r.stderr
+            assert psnr(render, relight(model, np.array(SUNS[name]))) >= 60.0, (key, name)
+            assert psnr(render, read_image(tmp_path / f"{key}_{name}.png")) >= 40.0, (key, name)
+        high, grazing = (np.load(legacy_session["out"] / f"{key}_sun_{n}.npy") for n in ("high", "grazing"))
+        assert np.abs(high - grazing).mean() > 0.01  # relit, not a flat texture
+    bad = res["bad"]["truncated"]
+    assert bad["returned"] == ["CANCELLED"] and "truncated" in bad["error"] and bad["after"] == bad["before"]

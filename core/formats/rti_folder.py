@@ -27,6 +27,7 @@ from ..errors import InputError
 from ..imageio import read_image, to_uint8, write_image
 from ..rti.model import RTIModel, check_model
 from . import deepzoom
+from .legacy_rti import is_legacy_path, read_legacy
 
 EXACT_FILE = "coefficients.npy"
 MASK_FILE = "mask.png"
@@ -232,7 +233,8 @@ def read_info(folder: str | os.PathLike) -> tuple[Path, dict]:
 
 
 def load_model(folder: str | os.PathLike, *, source: str = "auto", read_plane=None) -> RTIModel:
-    """Read a model folder.
+    """Read a model folder, or a legacy ``.ptm``/``.rti`` file (:mod:`pnrelight.formats.legacy_rti`;
+    ``source`` and ``read_plane`` do not apply to those: they hold only their 8-bit coefficients).
 
     source : "auto" (exact coefficients when present, else planes), "planes" (the 8-bit
         JPEG planes, as a web viewer sees them) or "exact".
@@ -241,6 +243,8 @@ def load_model(folder: str | os.PathLike, *, source: str = "auto", read_plane=No
         :func:`pnrelight.imageio.read_image` (Blender passes its own image loader, so the add-on
         needs no Pillow).
     """
+    if is_legacy_path(folder):  # RTIBuilder/RTIViewer .ptm/.rti: already 8-bit, no planes or reader involved
+        return read_legacy(folder)
     read_plane = read_plane or read_image
     folder, info = read_info(folder)
     kind = str(info["type"]).lower()
