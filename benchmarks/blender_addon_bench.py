@@ -58,8 +58,8 @@ def main(argv=None) -> int:
         zip_path = next(root.glob("pnrelight-*.zip"))
         mlic = load_mlic(args.dome / "train")
         t0 = time.perf_counter()
-        teacher, _ = train_teacher(mlic, epochs=args.epochs, pixels_per_epoch=20000, seed=0)
-        student, _ = distill_student(teacher, mlic, epochs=args.epochs, pixels_per_epoch=20000, seed=0)
+        teacher, _ = train_teacher(mlic, epochs=args.epochs, max_pixels=20000, seed=0)
+        student, _ = distill_student(teacher, mlic, epochs=args.epochs, max_pixels=20000, seed=0)
         print(f"trained teacher + student in {time.perf_counter() - t0:.1f} s")
         models = {"PTM RGB": fit_linear(mlic, "ptm"), "PTM LRGB": fit_linear(mlic, "ptm", colorspace="lrgb"),
                   "HSH-4": fit_linear(mlic, "hsh", 4), "HSH-9": fit_linear(mlic, "hsh", 9),

@@ -38,7 +38,10 @@ def register(sub) -> None:
     fit.add_argument("--terms", type=int, choices=[4, 9, 16], help="HSH terms (default 9)")
     fit.add_argument("--holdout", type=int, metavar="K", help="keep every K-th light out of training and report PSNR/SSIM on them")
     fit.add_argument("--epochs", type=int, help="neural: training epochs (default: the trainer's)")
-    fit.add_argument("--hidden", type=_widths, default=None, help="neural: decoder hidden widths, e.g. 50,50")
+    fit.add_argument("--hidden", type=_widths, default=None,
+                     help="neural: decoder hidden widths (default 50,50, NeuralRTI's reference; a stronger teacher "
+                          "for rti distill, e.g. 128,128,128, is slower and only for distillation)")
+    fit.add_argument("--device", default="cpu", help="neural: torch device, cpu (default), cuda or auto")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--quality", type=int, default=98, help="JPEG quality of the coefficient planes")
     fit.add_argument("--precision", choices=["auto", "float32", "float16"], default="auto",
@@ -54,6 +57,7 @@ def register(sub) -> None:
     dis.add_argument("--hidden", type=_widths, default=(20, 20), help="student decoder hidden widths (default 20,20)")
     dis.add_argument("--alpha", type=float, default=0.3, help="weight of the ground-truth loss (default 0.3)")
     dis.add_argument("--epochs", type=int)
+    dis.add_argument("--device", default="cpu", help="torch device, cpu (default), cuda or auto")
     dis.add_argument("--holdout", type=int, metavar="K", help="keep every K-th light out (use the teacher's K)")
     dis.add_argument("--seed", type=int, default=0)
     dis.add_argument("--quality", type=int, default=98)
@@ -85,6 +89,7 @@ def register(sub) -> None:
     conv.add_argument("-o", "--output", type=Path, required=True,
                       help="FILE.ptm, FILE.rti, or a model folder (any other name)")
     conv.add_argument("--quality", type=int, default=98, help="JPEG quality of the coefficient planes (folder output)")
+    conv.add_argument("--tiles", action="store_true", help=tiles_help())
     conv.set_defaults(handler=cmd_convert)
 
 
@@ -145,6 +150,20 @@ def _load_encoder(folder: Path):
         return [(data[f"w{i}"].astype(np.float64), data[f"b{i}"].astype(np.float64)) for i in range(len(data.files) // 2)]
 
 
+def _report_training(role: str, record: dict) -> None:
+    """One stderr line per divergence recovered, per retry, and the HSH-9 guard's warning."""
+    attempts = record.get("attempts") or []
+    for a in attempts:
+        for r in a["recoveries"]:
+            print(f"pnrelight: {role} (seed {a['seed']}) diverged at round {r['round']} ({r['reason']}); rolled back "
+                  f"to round {r['rolled_back_to_round']}, learning rate capped at {r['lr_cap']:.3g}", file=sys.stderr)
+    if len(attempts) > 1:
+        print(f"pnrelight: {role} retried from scratch (seed {attempts[1]['seed']}, rate {attempts[1]['lr']:.3g}): "
+              f"the first attempt did not beat HSH-9 on the validation pixels", file=sys.stderr)
+    if record.get("warning"):
+        print(f"pnrelight: warning: {record['warning']}", file=sys.stderr)
+
+
 def _report_holdout(model, heldout) -> None:
     if heldout is None:
         return
@@ -167,12 +186,13 @@ def cmd_fit(args) -> int:
     if basis == "neural":
         from pnrelight.rti import neural
 
-        kwargs = {"seed": args.seed, "progress": progress}
+        kwargs = {"seed": args.seed, "progress": progress, "device": args.device}
         if args.epochs:
             kwargs["epochs"] = args.epochs
         if args.hidden:
             kwargs["hidden"] = args.hidden
         model, record = neural.train_teacher(train, **kwargs)
+        _report_training("teacher", record)
         model.meta.update({"role": "teacher", "training": record})
     else:
         from pnrelight.rti.fit import fit_linear
@@ -201,7 +221,7 @@ def cmd_distill(args) -> int:
     mlic = _load_mlic(args.mlic)  # distill_student checks alpha and that the sizes match the teacher
     holdout = args.holdout if args.holdout is not None else teacher.meta.get("holdout_every")
     train, heldout = split_holdout(mlic, holdout)
-    kwargs = {"hidden": args.hidden, "alpha": args.alpha, "seed": args.seed, "progress": progress}
+    kwargs = {"hidden": args.hidden, "alpha": args.alpha, "seed": args.seed, "progress": progress, "device": args.device}
     encoder = _load_encoder(args.teacher)
     if encoder is not None:
         teacher.meta.setdefault("training", {})["encoder"] = encoder  # starts the student's encoder
@@ -209,6 +229,7 @@ def cmd_distill(args) -> int:
         kwargs["epochs"] = args.epochs
     start = time.perf_counter()
     student, record = neural.distill_student(teacher, train, **kwargs)
+    _report_training("student", record)
     student.meta.update({"role": "student", "training": record, "teacher": str(args.teacher), "alpha": args.alpha,
                          "seed": args.seed, "fit_seconds": round(time.perf_counter() - start, 3), "holdout_every": holdout})
     _report_holdout(student, heldout)
@@ -276,6 +297,6 @@ def cmd_convert(args) -> int:
     if args.output.suffix.lower() in LEGACY_SUFFIXES:
         write_legacy(model, args.output)  # refuses what the format cannot hold, before writing anything
     else:
-        _save_with_preview(model, args.output, args.quality)
+        _save_with_preview(model, args.output, args.quality, plane_layout(args))
     print(f"wrote {model.label} model to {args.output}")
     return 0

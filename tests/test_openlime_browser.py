@@ -57,8 +57,8 @@ def models():
     dirs = hemisphere_directions(24, min_elevation_deg=15)
     mlic = MLIC(images=to_uint8(render(normals[rows], albedo[rows], dirs)), directions=dirs,
                 names=[f"{i}.png" for i in range(len(dirs))], mask=None, folder=None)
-    teacher, record = neural.train_teacher(mlic, epochs=2, pixels_per_epoch=8192, seed=0)
-    student, _ = neural.distill_student(teacher, mlic, epochs=1, pixels_per_epoch=8192, teacher_encoder=record["encoder"])
+    teacher, record = neural.train_teacher(mlic, epochs=2, max_pixels=8192, seed=0)
+    student, _ = neural.distill_student(teacher, mlic, epochs=1, max_pixels=8192, teacher_encoder=record["encoder"])
     return {"ptm": fit_linear(mlic, "ptm"), "hsh9": fit_linear(mlic, "hsh", 9), "teacher": teacher, "student": student}
 
 
