@@ -140,3 +140,36 @@ def test_distill_needs_a_neural_teacher(tmp_path):
     run_cli("rti", "fit", EXAMPLE, "--basis", "ptm", "-o", tmp_path / "ptm")
     r = run_cli("rti", "distill", tmp_path / "ptm", EXAMPLE, "-o", tmp_path / "s")
     assert r.returncode == 2 and "needs a neural teacher" in r.stderr and not (tmp_path / "s").exists()
+
+
+def test_neural_folder_whose_weights_do_not_match_its_widths(tmp_path):
+    """A hand-edited or truncated neural info.json is one line and exit 2 from relight, not an IndexError."""
+    from pnrelight.formats.rti_folder import save_model
+    from pnrelight.rti.model import RTIModel
+
+    rng = np.random.default_rng(0)
+    layers = [(rng.normal(size=(20, 11)).astype(np.float32), np.zeros(20, np.float32)),
+              (rng.normal(size=(20, 20)).astype(np.float32), np.zeros(20, np.float32)),
+              (rng.normal(size=(3, 20)).astype(np.float32), np.zeros(3, np.float32))]
+    model = RTIModel(kind="neural", colorspace="rgb", coefficients=rng.random((16, 12, 9), dtype=np.float32),
+                     terms=9, layers=layers)
+    good = save_model(model, tmp_path / "good")
+    info = json.loads((good / "info.json").read_text())
+    damages = {
+        "short": lambda i: i["weights"][1].__delitem__(slice(-20, None)),         # 20x19: a multiple of 20 outputs
+        "layers": lambda i: i["biases"].pop(),                                     # 3 weight arrays, 2 bias arrays
+        "outputs": lambda i: (i["weights"].__setitem__(2, i["weights"][2][:40]), i["biases"].__setitem__(2, [0, 0])),
+        "text": lambda i: i["weights"].__setitem__(0, ["a"] * 240),
+    }
+    for name, damage in damages.items():
+        bad = tmp_path / name
+        shutil.copytree(good, bad)
+        broken = json.loads(json.dumps(info))
+        damage(broken)
+        (bad / "info.json").write_text(json.dumps(broken))
+        out = tmp_path / f"{name}.png"
+        r = run_cli("rti", "relight", bad, "--light", "0.2", "0.3", "-o", out)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 2 and len(lines) == 1 and "info.json" in lines[0], (name, r.stderr)
+        assert "Traceback" not in r.stderr and not out.exists()
+    assert run_cli("rti", "relight", good, "--light", "0.2", "0.3", "-o", tmp_path / "ok.png").returncode == 0

@@ -336,14 +336,25 @@ def _read_neural(folder: Path, info: dict, source: str, read_plane=read_image) -
     if sorted(colorspace) != sorted("rgb"):
         raise InputError(f"{folder}: neural colorspace {colorspace!r} is not supported (rgb or bgr)")
     order = ["rgb".index(ch) for ch in colorspace]  # swizzle applied by OpenLIME on read and on output
-    weights = [np.asarray(w, np.float64).ravel() for w in info["weights"]]
-    biases = [np.asarray(b, np.float64).ravel() for b in info["biases"]]
+    where = f"{folder / 'info.json'}"
+    try:
+        weights = [np.asarray(w, np.float64).ravel() for w in info["weights"]]
+        biases = [np.asarray(b, np.float64).ravel() for b in info["biases"]]
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: 'weights' and 'biases' must be lists of numbers (re-export the model)") from None
+    if not weights or len(weights) != len(biases):
+        raise InputError(f"{where}: {len(weights)} weight arrays but {len(biases)} bias arrays (re-export the model)")
     layers = []
     for i, (w, b) in enumerate(zip(weights, biases)):
         out = b.size
-        if w.size % out:
-            raise InputError(f"{folder}: layer {i + 1} has {w.size} weights, not a multiple of its {out} outputs")
+        inputs = (k + 2) if i == 0 else layers[-1][0].shape[0]
+        expected = out * (_pad4(inputs) if i == 0 else inputs)
+        if out == 0 or (w.size != expected and not (i == 0 and w.size == out * inputs)):
+            raise InputError(f"{where}: layer {i + 1} has {w.size} weights, but {out} outputs x {inputs} inputs need "
+                             f"{expected} (the weight arrays do not match the widths; re-export the model)")
         layers.append([w.reshape(out, w.size // out), b])
+    if layers[-1][0].shape[0] != 3:
+        raise InputError(f"{where}: the last layer has {layers[-1][0].shape[0]} outputs, not 3 (RGB)")
     layers = _prune_dead_units(layers)
     coeffs = _exact(folder, info, source)
     if coeffs is None:
