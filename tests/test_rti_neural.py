@@ -58,9 +58,6 @@ def test_teacher_training_reduces_loss_and_fits(mlic, teacher):
     assert losses[-1] < 0.3 * losses[0]
     assert model.kind == "neural" and model.coefficients.shape == (24, 24, 9)
     assert mlp.hidden_widths(model.layers) == [50, 50]
-    # 30 lights: every 8th from the 4th stays out of the loss and measures generalisation to new lights.
-    assert record["validation"] == {"pixels": 32, "lights": [3, 11, 19, 27], "measure": "new lights"}
-    assert len(record["val_losses"]) == FAST["epochs"] and record["train_pixels"] == 24 * 24 - 32
     # Relit training lights reproduce the photographs better than their mean does.
     err = np.mean([(relight(model, d) - img) ** 2 for d, img in zip(mlic.directions, mlic.float_images())])
     assert err < 0.2 * mlic.float_images().var()
@@ -219,15 +216,3 @@ def test_nan_loss_is_a_divergence_and_hsh9_guard_warns(mlic, monkeypatch):
     model, record = neural.train_teacher(mlic, seed=0, **{**FAST, "epochs": 6})
     assert any("non-finite training loss" in r["reason"] for r in record["recoveries"])
     assert np.isfinite(model.coefficients).all() and all(np.isfinite(w).all() for w, _ in model.layers)
-
-
-def test_hsh9_baseline_on_new_lights_is_harder_than_its_own_residual(mlic):
-    """The guard compares with HSH-9 predicting lights it was not fitted on, as a held-out test does."""
-    fit, val = neural.split_lights(mlic.count)
-    assert len(val) == 4 and not set(fit) & set(val) and len(fit) + len(val) == mlic.count
-    assert len(neural.split_lights(15)[1]) == 0  # too few lights to spare any
-    obs = mlic.float_images().reshape(mlic.count, -1, 3).transpose(1, 0, 2)
-    own = neural.hsh9_fit_mse(obs, mlic.directions)
-    new = neural.hsh9_fit_mse(obs, mlic.directions, fit, val)
-    assert 0 < own < new
-    assert neural.hsh9_fit_mse(obs[:, :8], mlic.directions[:8]) is None
