@@ -29,7 +29,6 @@ import numpy as np
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "rti"
 RESULTS = Path(__file__).resolve().parent / "results" / "rti_real"
 ITEMS = ["dome", "item1", "item3", "item7", "item11"]
-ITEMS_BY_SIZE = ["item7", "dome", "item3", "item1", "item11"]
 LARGE_TEACHER = (128, 128, 128)
 CHAINS = {
     # name: (teacher hidden or None, student hidden, alpha) -- None teacher = plain student
@@ -183,8 +182,7 @@ def main() -> int:
             run_linear(item, args.out)
         tasks = [(item, chain, seed) for seed in args.seeds for chain in args.chains for item in args.items]
         # the longest chains first, so the pool's tail is short
-        # chains in the order given, smaller items first: an interrupted run has whole rows
-        tasks.sort(key=lambda t: (args.chains.index(t[1]), ITEMS_BY_SIZE.index(t[0])))
+        tasks.sort(key=lambda t: ("large", "wide", "ref", "plain").index(t[1]) if t[1] in CHAINS else 9)
         t0 = time.perf_counter()
         with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(run_chain, *t, args.device, threads, args.out, args.quick): t for t in tasks}

@@ -159,7 +159,7 @@ def _report_training(role: str, record: dict) -> None:
                   f"to round {r['rolled_back_to_round']}, learning rate capped at {r['lr_cap']:.3g}", file=sys.stderr)
     if len(attempts) > 1:
         print(f"pnrelight: {role} retried from scratch (seed {attempts[1]['seed']}, rate {attempts[1]['lr']:.3g}): "
-              f"the first attempt did not beat HSH-9 on validation data", file=sys.stderr)
+              f"the first attempt did not beat HSH-9 on the validation pixels", file=sys.stderr)
     if record.get("warning"):
         print(f"pnrelight: warning: {record['warning']}", file=sys.stderr)
 

@@ -60,11 +60,6 @@ STUDENT_MAX_STEPS = 60000
 VAL_FRACTION = 0.05
 VAL_MIN_PIXELS = 32
 VAL_MAX_PIXELS = 4096
-# With at least MIN_LIGHTS_FOR_VALIDATION lights, every VAL_LIGHT_EVERY-th light (from the 4th) is
-# left out of the loss: the error of the validation pixels under those lights measures how the
-# model generalises to new lights, the quality that matters for relighting.
-VAL_LIGHT_EVERY = 8
-MIN_LIGHTS_FOR_VALIDATION = 16
 DIVERGENCE_FACTOR = 3.0
 MAX_RECOVERIES = 6
 
@@ -303,33 +298,26 @@ def _neural_model(mlic, latent: np.ndarray, decoder: Decoder, meta: dict) -> RTI
                     mask=None if getattr(mlic, "mask", None) is None else np.asarray(mlic.mask, bool).copy(), meta=meta)
 
 
-def split_lights(count: int) -> tuple[np.ndarray, np.ndarray]:
-    """(fit (F,), validation (V,)) light indices: every VAL_LIGHT_EVERY-th light from the 4th is a
-    validation light when there are at least MIN_LIGHTS_FOR_VALIDATION, else none."""
-    every = np.arange(count)
-    if count < MIN_LIGHTS_FOR_VALIDATION:
-        return every, every[:0]
-    val = every[3::VAL_LIGHT_EVERY]
-    return np.setdiff1d(every, val), val
-
-
-def hsh9_fit_mse(observations: np.ndarray, directions: np.ndarray, fit_lights: np.ndarray | None = None,
-                 val_lights: np.ndarray | None = None) -> float | None:
-    """The simple baseline a neural model must beat: mean squared error of per-pixel least-squares
-    HSH-9 fitted to observations (P, N, 3) under ``fit_lights`` of directions (N, 3) and evaluated
-    under ``val_lights`` (both default to all lights: the fit's own residual). None when fewer than
-    9 lights are fitted."""
-    every = np.arange(len(directions))
-    fit_lights = every if fit_lights is None else np.asarray(fit_lights)
-    val_lights = every if val_lights is None or len(val_lights) == 0 else np.asarray(val_lights)
-    if len(fit_lights) < 9:
+def hsh9_fit_mse(observations: np.ndarray, directions: np.ndarray) -> float | None:
+    """Mean squared error of a per-pixel least-squares HSH-9 fit to observations (P, N, 3) under
+    directions (N, 3): the simple baseline a neural model must beat (None with fewer than 9 lights)."""
+    if len(directions) < 9:
         return None
     from .bases import basis_matrix
 
     basis = basis_matrix("hsh", directions, 9)                      # (N, 9)
-    obs = np.asarray(observations, np.float64)
-    coeffs = np.linalg.pinv(basis[fit_lights]) @ obs[:, fit_lights]   # (P, 9, 3)
-    return float(np.mean((basis[val_lights] @ coeffs - obs[:, val_lights]) ** 2))
+    fit = basis @ (np.linalg.pinv(basis) @ np.asarray(observations, np.float64))  # (P, N, 3)
+    return float(np.mean((fit - observations) ** 2))
+
+
+def _val_mse(encoder: Encoder, decoder: Decoder, obs: torch.Tensor, lights: torch.Tensor, chunk: int = 2048) -> float:
+    """Reconstruction error of held-out pixels under the training lights."""
+    total = 0.0
+    with torch.no_grad():
+        for s in range(0, obs.shape[0], chunk):
+            o = obs[s:s + chunk]
+            total += float(torch.sum((decoder.forward_grid(encoder(o), lights) - o) ** 2))
+    return total / max(1, obs.numel())
 
 
 # ----------------------------------------------------------------------------- training loop
@@ -425,43 +413,14 @@ def _settings(**kw) -> dict:
 
 
 class _Data:
-    """What one training run sees, on its device.
-
-    train (S, N, 3) and val (V, N, 3): observations of the training and validation pixels under
-    all N lights (the encoder's input); fit_lights / val_lights: light indices in the loss and
-    left out of it; fit_xy (F, 2): the loss's light xy; target (S, F, 3): the observations under
-    them; baseline: HSH-9's validation error (see :func:`hsh9_fit_mse`).
-    """
+    """The pixels one training run sees, on its device: train/val observations and light xy."""
 
     def __init__(self, mlic, max_pixels: int, seed: int, device: torch.device):
         self.train_idx, self.val_idx = split_pixels(mlic, max_pixels=max_pixels, seed=seed)
-        self.fit_lights, self.val_lights = split_lights(mlic.count)
-        self.train = torch.from_numpy(mlic.pixels(self.train_idx)).to(device)
-        val = mlic.pixels(self.val_idx)
-        self.val = torch.from_numpy(val).to(device)
-        lights = torch.from_numpy(np.asarray(mlic.directions, np.float32)[:, :2].copy()).to(device)
-        self.all_xy = lights
-        self.fit_xy = lights[torch.from_numpy(self.fit_lights).to(device)]
-        self.val_xy = lights[torch.from_numpy(self.val_lights).to(device)]
-        whole = len(self.fit_lights) == mlic.count
-        self.target = self.train if whole else self.train[:, torch.from_numpy(self.fit_lights).to(device)].contiguous()
-        self.baseline = hsh9_fit_mse(val, mlic.directions, self.fit_lights, self.val_lights)
-
-    def val_mse(self, encoder: Encoder, decoder: Decoder, chunk: int = 2048) -> float:
-        """Error of the validation pixels under the validation lights (all lights when there are none)."""
-        lights, pick = (self.val_xy, torch.from_numpy(self.val_lights).to(self.val.device)) if len(self.val_lights) else (self.all_xy, None)
-        total, count = 0.0, 0
-        with torch.no_grad():
-            for s in range(0, self.val.shape[0], chunk):
-                o = self.val[s:s + chunk]
-                ref = o if pick is None else o[:, pick]
-                total += float(torch.sum((decoder.forward_grid(encoder(o), lights) - ref) ** 2))
-                count += ref.numel()
-        return total / max(1, count)
-
-    def describe(self) -> dict:
-        return {"pixels": int(len(self.val_idx)), "lights": self.val_lights.tolist(),
-                "measure": "new lights" if len(self.val_lights) else "training lights"}
+        self.train = torch.from_numpy(mlic.pixels(self.train_idx)).to(device)   # (S, N, 3)
+        self.val = torch.from_numpy(mlic.pixels(self.val_idx)).to(device)       # (V, N, 3)
+        self.lights = torch.from_numpy(np.asarray(mlic.directions, np.float32)[:, :2].copy()).to(device)
+        self.baseline = hsh9_fit_mse(self.val.cpu().numpy(), mlic.directions)
 
 
 def _train_guarded(build: Callable, data: _Data, *, seed: int, lr: float, label: str, **loop) -> tuple:
@@ -478,7 +437,7 @@ def _train_guarded(build: Callable, data: _Data, *, seed: int, lr: float, label:
         torch.manual_seed(s)
         encoder, decoder, step_loss = build(s)
         gen = torch.Generator().manual_seed(s)
-        hist = _fit(encoder, decoder, step_loss, lambda: data.val_mse(encoder, decoder),
+        hist = _fit(encoder, decoder, step_loss, lambda: _val_mse(encoder, decoder, data.val, data.lights),
                     data.train.shape[0], lr=rate, generator=gen, **loop)
         attempts.append((hist["best_val"], encoder, decoder, {**hist, "seed": s, "lr": rate}))
         if data.baseline is None or hist["best_val"] <= data.baseline:
@@ -486,7 +445,7 @@ def _train_guarded(build: Callable, data: _Data, *, seed: int, lr: float, label:
     best_val, encoder, decoder, hist = min(attempts, key=lambda a: a[0])
     warning = None
     if data.baseline is not None and best_val > data.baseline:
-        warning = (f"{label} did not beat HSH-9 on validation data (MSE {best_val:.3g} vs {data.baseline:.3g}) "
+        warning = (f"{label} did not beat HSH-9 on the validation pixels (MSE {best_val:.3g} vs {data.baseline:.3g}) "
                    f"after {len(attempts)} attempts; keeping training's best (try more --epochs, or use --basis hsh)")
     summary = [{k: a[3][k] for k in ("seed", "lr", "best_val", "best_round", "recoveries")} for a in attempts]
     return encoder, decoder, hist, summary, warning
@@ -500,7 +459,6 @@ def _record(method, data, hist, attempts, warning, *, seed, epochs, seconds, dev
         "baseline": {"hsh9_val_mse": data.baseline, "val_mse": float(hist["best_val"]),
                      "beats_hsh9": None if data.baseline is None else bool(hist["best_val"] <= data.baseline)},
         "warning": warning, "train_pixels": int(len(data.train_idx)), "val_pixels": int(len(data.val_idx)),
-        "validation": data.describe(),
         "seconds": round(seconds, 3), "threads": torch.get_num_threads(), "device": str(device),
         "settings": settings, "decoder_parameters": mlp.decoder_parameters(decoder.to_numpy()),
         "encoder": encoder_to_numpy(encoder),
@@ -551,7 +509,8 @@ def _train_autoencoder(mlic, method: str, *, hidden, encoder_hidden, latent_size
             _init_from_data(encoder, decoder, data.train)
 
             def step_loss(rows):
-                return torch.mean((decoder.forward_grid(encoder(data.train[rows]), data.fit_xy) - data.target[rows]) ** 2)
+                target = data.train[rows]
+                return torch.mean((decoder.forward_grid(encoder(target), data.lights) - target) ** 2)
             return encoder, decoder, step_loss
 
         encoder, decoder, hist, attempts, warning = _train_guarded(
@@ -618,7 +577,7 @@ def distill_student(teacher: RTIModel, mlic, *, hidden: Sequence[int] = DEFAULT_
             teacher.coefficients.reshape(-1, latent_size)[data.train_idx], np.float32)).to(dev)   # (S, K)
         # alpha*|p-g|^2 + (1-alpha)*|p-t|^2 = |p - (alpha*g + (1-alpha)*t)|^2 + const: one error
         # term against the blended target, computed once for the whole (bounded) sample.
-        target = _blended_targets(t_decoder, t_latent, data.target, data.fit_xy, alpha) if use_teacher else data.target
+        target = _blended_targets(t_decoder, t_latent, data.train, data.lights, alpha) if use_teacher else data.train
 
         def build(s):
             gen = torch.Generator().manual_seed(s + 7919)  # extra lights: a stream apart from the batch order
@@ -630,12 +589,12 @@ def distill_student(teacher: RTIModel, mlic, *, hidden: Sequence[int] = DEFAULT_
 
             def step_loss(rows):
                 z = encoder(data.train[rows])
-                loss = torch.mean((decoder.forward_grid(z, data.fit_xy) - target[rows]) ** 2)
+                loss = torch.mean((decoder.forward_grid(z, data.lights) - target[rows]) ** 2)
                 if n_extra:  # teacher-only targets; each extra light weighs as a captured light's teacher term
                     extra = sample_hemisphere_xy(n_extra, gen, min_z=min_z).to(dev)
                     with torch.no_grad():
                         t_extra = t_decoder.forward_grid(t_latent[rows], extra)
-                    loss = loss + (1.0 - alpha) * n_extra / len(data.fit_xy) * torch.mean((decoder.forward_grid(z, extra) - t_extra) ** 2)
+                    loss = loss + (1.0 - alpha) * n_extra / len(data.lights) * torch.mean((decoder.forward_grid(z, extra) - t_extra) ** 2)
                 return loss
             return encoder, decoder, step_loss
 
