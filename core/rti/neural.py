@@ -293,7 +293,7 @@ def sample_hemisphere_xy(count: int, generator: torch.Generator, *, min_z: float
 
 def _neural_model(mlic, latent: np.ndarray, decoder: Decoder, meta: dict) -> RTIModel:
     h, w = mlic.shape
-    return RTIModel(kind="neural", colorspace="rgb", coefficients=latent.reshape(h, w, -1).astype(np.float32),
+    return RTIModel(kind="neural", colorspace="rgb", coefficients=latent.reshape(h, w, -1).astype(np.float32, copy=False),
                     terms=int(latent.shape[1]), layers=decoder.to_numpy(),
                     mask=None if getattr(mlic, "mask", None) is None else np.asarray(mlic.mask, bool).copy(), meta=meta)
 

@@ -1,6 +1,8 @@
 """Preview pictures of RTI models: a row of relit renders under a few lights."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..lights import direction_from_xy
@@ -10,7 +12,14 @@ PREVIEW_LIGHTS_XY = [(0.0, 0.0), (-0.6, 0.4), (0.6, 0.4), (0.0, -0.8)]
 
 
 def preview_strip(model: RTIModel, *, max_side: int = 256, lights_xy=PREVIEW_LIGHTS_XY, gap: int = 4) -> np.ndarray:
-    """(h, k·(w+gap)-gap, 3) float image: the model relit under each (lx, ly) of ``lights_xy``."""
+    """(h, k·(w+gap)-gap, 3) float image: the model relit under each (lx, ly) of ``lights_xy``.
+
+    Models over ``4·max_side`` are relit on every n-th coefficient first, so the preview of a
+    24 MP model costs what a 1 MP one does.
+    """
+    stride = max(1, max(model.shape) // (4 * max_side))
+    if stride > 1:
+        model = replace(model, coefficients=model.coefficients[::stride, ::stride], mask=None)
     tiles = [_shrink(relight(model, direction_from_xy(*xy)), max_side) for xy in lights_xy]
     return tile_row(tiles, gap=gap)
 
