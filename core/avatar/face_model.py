@@ -40,6 +40,11 @@ class FaceModel:
     shape_basis : (V, 3, S) float32 or None, metres per unit coefficient.
     expression_basis : (V, 3, E) float32 or None.
     uv_mirror : (V,) int32 index of each vertex's left/right mirror vertex, or None.
+    expression_names : (E,) names of the expression components (ARKit names for ICT-FaceKit), or None.
+    expression_range : (lo, hi) bounds of every expression coefficient (ICT-FaceKit: blendshape
+        weights in [0, 1]), or None for unbounded coefficients in units of the basis (FLAME).
+    vertex_part : (V,) int8 part label of each vertex (see ``part_names``), or None: one part.
+    part_names : names of the part labels (e.g. "skin", "eyes", "teeth", "mouth").
     extras : dict of model-specific arrays (e.g. FLAME joints); not used by the pipeline.
     """
 
@@ -52,6 +57,10 @@ class FaceModel:
     shape_basis: np.ndarray | None = None
     expression_basis: np.ndarray | None = None
     uv_mirror: np.ndarray | None = None
+    expression_names: list[str] | None = None
+    expression_range: tuple[float, float] | None = None
+    vertex_part: np.ndarray | None = None
+    part_names: list[str] | None = None
     extras: dict = field(default_factory=dict)
 
     @property
@@ -202,9 +211,10 @@ def _subdivide_once(model: FaceModel, smooth: float) -> FaceModel:
 
     lf, lb = _remap_landmarks(model.landmark_faces, model.landmark_bary, len(tri))
     extras = dict(model.extras)
+    part = None if model.vertex_part is None else np.concatenate([model.vertex_part, model.vertex_part[edges[:, 0]]])
     return replace(model, vertices=vertices, triangles=new_tri, uvs=uvs, landmark_faces=lf, landmark_bary=lb,
                    shape_basis=carry(model.shape_basis), expression_basis=carry(model.expression_basis),
-                   uv_mirror=mirror, extras=extras)
+                   uv_mirror=mirror, vertex_part=part, extras=extras)
 
 
 def _remap_landmarks(faces: np.ndarray, bary: np.ndarray, num_faces: int) -> tuple[np.ndarray, np.ndarray]:
@@ -234,8 +244,11 @@ def _remap_landmarks(faces: np.ndarray, bary: np.ndarray, num_faces: int) -> tup
     return new_faces, out_b.astype(np.float32)
 
 
-def save_face_model(path: str | os.PathLike, model: FaceModel, **metadata: str) -> Path:
-    """Write a model as a compressed ``.npz`` (atomically); ``metadata`` strings are stored alongside."""
+def save_face_model(path: str | os.PathLike, model: FaceModel, *, basis_dtype=np.float32, **metadata: str) -> Path:
+    """Write a model as a compressed ``.npz`` (atomically); ``metadata`` strings are stored alongside.
+
+    basis_dtype : storage type of the shape/expression bases (float16 halves a large model's asset).
+    """
     from ..atomic import atomic_output_file
 
     arrays = dict(vertices=model.vertices.astype(np.float32), triangles=model.triangles.astype(np.int32),
@@ -244,9 +257,16 @@ def save_face_model(path: str | os.PathLike, model: FaceModel, **metadata: str) 
     if model.uv_mirror is not None:
         arrays["uv_mirror"] = model.uv_mirror.astype(np.int32)
     if model.shape_basis is not None:
-        arrays["shape_basis"] = model.shape_basis.astype(np.float32)
+        arrays["shape_basis"] = model.shape_basis.astype(basis_dtype)
     if model.expression_basis is not None:
-        arrays["expression_basis"] = model.expression_basis.astype(np.float32)
+        arrays["expression_basis"] = model.expression_basis.astype(basis_dtype)
+    if model.expression_names is not None:
+        arrays["expression_names"] = np.array(model.expression_names, dtype=str)
+    if model.expression_range is not None:
+        arrays["expression_range"] = np.array(model.expression_range, dtype=np.float32)
+    if model.vertex_part is not None:
+        arrays["vertex_part"] = model.vertex_part.astype(np.int8)
+        arrays["part_names"] = np.array(model.part_names or [], dtype=str)
     for key, value in metadata.items():
         arrays[f"meta_{key}"] = np.array(str(value))
     path = Path(path)
@@ -270,8 +290,14 @@ def load_face_model_npz(path: str | os.PathLike) -> FaceModel:
                 name=str(z["name"]) if "name" in z.files else path.stem,
                 vertices=z["vertices"].astype(np.float32), triangles=z["triangles"].astype(np.int32),
                 uvs=z["uvs"].astype(np.float32), landmark_faces=z["landmark_faces"].astype(np.int32),
-                landmark_bary=z["landmark_bary"].astype(np.float32), shape_basis=get("shape_basis"),
-                expression_basis=get("expression_basis"), uv_mirror=get("uv_mirror"),
+                landmark_bary=z["landmark_bary"].astype(np.float32),
+                shape_basis=None if get("shape_basis") is None else z["shape_basis"].astype(np.float32),
+                expression_basis=None if get("expression_basis") is None else z["expression_basis"].astype(np.float32),
+                uv_mirror=get("uv_mirror"),
+                expression_names=None if get("expression_names") is None else [str(x) for x in z["expression_names"]],
+                expression_range=None if get("expression_range") is None else tuple(float(x) for x in z["expression_range"]),
+                vertex_part=get("vertex_part"),
+                part_names=None if get("part_names") is None else [str(x) for x in z["part_names"]],
                 extras={k[5:]: str(z[k]) for k in z.files if k.startswith("meta_")})
     except (KeyError, ValueError, OSError) as exc:
         raise InputError(f"cannot read face model {path}: {exc} (rebuild it with "
