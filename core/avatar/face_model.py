@@ -23,6 +23,7 @@ from ..paths import ASSETS_DIR
 
 NUM_MEDIAPIPE_LANDMARKS = 478
 DEFAULT_FACE_MODEL_PATH = ASSETS_DIR / "face_model" / "default_face.npz"
+ICT_HEAD_PATH = ASSETS_DIR / "face_model" / "ict_head.npz"
 
 
 @dataclass
@@ -313,3 +314,34 @@ def load_default_face_model(subdivisions: int = 1) -> FaceModel:
     """
     model = load_face_model_npz(DEFAULT_FACE_MODEL_PATH)
     return subdivide(model, subdivisions) if subdivisions > 0 else model
+
+
+def load_ict_face_model(path: str | os.PathLike | None = None) -> FaceModel:
+    """The default head: ICT-FaceKit (MIT, USC ICT) head and neck, eyes, teeth, gums and tongue.
+
+    Built by ``python -m pnrelight.avatar.build_ict_face_model`` into ``assets/face_model/ict_head.npz``:
+    ~25k vertices in metres (y up, face along +z), a single 0-1 UV atlas, 50 identity components
+    (~N(0, 1) coefficients) and 53 ARKit-named expression blendshapes (weights in [0, 1]).
+    The asset stores positions and bases once per upstream vertex; UV-seam copies are expanded here.
+    """
+    path = Path(path or ICT_HEAD_PATH)
+    if not path.is_file():
+        raise InputError(f"head model not found: {path} (run `python -m pnrelight.avatar.build_ict_face_model "
+                         "ict_facekit_light.npz`, or pass --face-model mediapipe)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            src = z["vertex_source"].astype(np.int64)
+            model = FaceModel(
+                name=str(z["name"]), vertices=z["vertices_source"][src].astype(np.float32),
+                triangles=z["triangles"].astype(np.int32), uvs=z["uvs"].astype(np.float32),
+                landmark_faces=z["landmark_faces"].astype(np.int32), landmark_bary=z["landmark_bary"].astype(np.float32),
+                shape_basis=z["shape_basis"][src].astype(np.float32),
+                expression_basis=z["expression_basis"][src].astype(np.float32),
+                uv_mirror=z["uv_mirror"].astype(np.int32), expression_names=[str(x) for x in z["expression_names"]],
+                expression_range=tuple(float(x) for x in z["expression_range"]), vertex_part=z["vertex_part"].astype(np.int8),
+                part_names=[str(x) for x in z["part_names"]],
+                extras={k[5:]: str(z[k]) for k in z.files if k.startswith("meta_")})
+    except (KeyError, ValueError, OSError) as exc:
+        raise InputError(f"cannot read head model {path}: {exc} (rebuild it with "
+                         "`python -m pnrelight.avatar.build_ict_face_model`)") from None
+    return model

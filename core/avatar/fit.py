@@ -181,12 +181,18 @@ def fit_face(model: FaceModel, points: np.ndarray, image_size: tuple[int, int], 
                          torch.stack([-k[1], k[0], zero])])
         return torch.eye(3, dtype=dt) + torch.sin(theta) * K + (1 - torch.cos(theta)) * (K @ K)
 
+    lo, hi = model.expression_range or (-np.inf, np.inf)
+
+    def bounded(e):
+        # Blendshape weights live in [lo, hi]; the clamp keeps the L-BFGS polish inside too.
+        return e if not np.isfinite([lo, hi]).any() else torch.clamp(e, lo, hi)
+
     def forward(p):
         x = tmpl
         if sb_t is not None and len(p["shape"]):
             x = x + sb_t @ p["shape"]
         if eb_t is not None and len(p["expr"]):
-            x = x + eb_t @ p["expr"]
+            x = x + eb_t @ bounded(p["expr"])
         f = f0 * torch.exp(p["log_f"])
         depth = torch.exp(p["log_depth"])
         t = torch.stack([(p["centre"][0] - pp[0]) * depth / f, -(p["centre"][1] - pp[1]) * depth / f, -depth])
@@ -219,6 +225,9 @@ def fit_face(model: FaceModel, points: np.ndarray, image_size: tuple[int, int], 
             loss.backward()
             opt.step()
             sched.step()
+            if model.expression_range is not None:
+                with torch.no_grad():
+                    params["expr"].clamp_(lo, hi)
         # Polish with L-BFGS (a few closures): the problem is small and smooth near the optimum.
         lbfgs = torch.optim.LBFGS(trainable, lr=0.5, max_iter=50, line_search_fn="strong_wolfe")
 
@@ -234,7 +243,7 @@ def fit_face(model: FaceModel, points: np.ndarray, image_size: tuple[int, int], 
     res = np.full(len(pts), np.nan)
     res[idx] = np.linalg.norm(uv.numpy() - target, axis=1)
     shape = params["shape"].detach().numpy().copy()
-    expr = params["expr"].detach().numpy().copy()
+    expr = bounded(params["expr"]).detach().numpy().copy()
     R = R.numpy()
     t = t.numpy()
     focal = float(f)
