@@ -21,7 +21,9 @@ def register(sub) -> None:
     p.add_argument("photo", type=Path, help="portrait photo (PNG/JPEG/TIFF, 8 or 16 bit, RGB/RGBA/grayscale; EXIF orientation honoured)")
     p.add_argument("-o", "--output", type=Path, help="output folder (default: <photo name>_avatar in the current folder)")
     p.add_argument("--face-index", type=int, metavar="N", help="which face when the photo has several (0 = largest; default: the largest)")
-    p.add_argument("--face-model", type=Path, metavar="PATH", help="FLAME model pickle (generic_model.pkl / FLAME 2020/2023) instead of the built-in face model")
+    p.add_argument("--face-model", metavar="ict|mediapipe|PATH",
+                   help="face model: ict (default: the ICT-FaceKit head, MIT), mediapipe (face-only mesh), "
+                        "or a FLAME model pickle (generic_model.pkl / FLAME 2020/2023, licensed by its owners)")
     p.add_argument("--texture-size", type=int, default=1024, metavar="N", help="UV texture size in texels, a power of two (default 1024)")
     p.add_argument("--envmap", type=Path, action="append", metavar="FILE", help="lat-long .exr/.hdr environment map for the relit renders (repeatable; default: three shipped studio lights)")
     p.add_argument("--seed", type=int, default=0, help="random seed (recorded in avatar.json)")

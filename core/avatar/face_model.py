@@ -345,3 +345,30 @@ def load_ict_face_model(path: str | os.PathLike | None = None) -> FaceModel:
         raise InputError(f"cannot read head model {path}: {exc} (rebuild it with "
                          "`python -m pnrelight.avatar.build_ict_face_model`)") from None
     return model
+
+
+FACE_MODEL_CHOICES = ("ict", "mediapipe")
+
+
+def load_face_model(spec: str | os.PathLike | None = None) -> FaceModel:
+    """The face model named by ``--face-model``: None or "ict" (the default ICT-FaceKit head),
+    "mediapipe" (the face-only mesh of mediapipe's topology, subdivided once), a ``.npz`` written by
+    :func:`save_face_model`, or a FLAME model file (``generic_model.pkl``, FLAME 2020/2023)."""
+    if spec is None or str(spec) == "ict":
+        return load_ict_face_model()
+    if str(spec) == "mediapipe":
+        return load_default_face_model()
+    path = Path(spec)
+    if path.suffix.lower() == ".npz":
+        return load_face_model_npz(path)
+    from .flame import load_flame
+
+    return load_flame(path)
+
+
+def face_part_triangles(model: FaceModel) -> np.ndarray:
+    """(F,) bool: triangles of the face proper (the part a photo textures); all of them for one-part models."""
+    if model.vertex_part is None or not model.part_names or "face" not in model.part_names:
+        return np.ones(len(model.triangles), dtype=bool)
+    face = model.part_names.index("face")
+    return (model.vertex_part[model.triangles] == face).all(1)

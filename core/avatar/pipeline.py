@@ -123,7 +123,7 @@ def build_avatar(
     """Build an avatar from one photo into ``out_dir`` (replaced atomically). Returns the avatar.json dict.
 
     face_index : which detected face (0 = largest; default: the largest, warning when there are several).
-    face_model_path : a FLAME model file instead of the built-in face model.
+    face_model_path : "ict" (default), "mediapipe", a .npz face model or a FLAME model file (see ``load_face_model``).
     texture_size : UV texture size (power of two). seed : recorded, drives every random choice.
     envmaps : lat-long .exr/.hdr maps for the relit renders (default: three shipped ones).
     render_size : pixels of the square renders. progress : show a progress bar over the stages.
@@ -173,7 +173,7 @@ def reconstruct(
     stage: _Stages | None = None,
 ) -> Reconstruction:
     """Photo (path, or (H, W, 3) sRGB array) -> landmarks, fit, intrinsics and UV textures (nothing written)."""
-    from .face_model import load_default_face_model, vertex_normals
+    from .face_model import face_part_triangles, load_face_model, vertex_normals
     from .landmarks import detect_faces, person_mask, select_face
     from .photo import as_rgb, load_photo
     from .raster import interpolate, rasterize_uv
@@ -192,12 +192,7 @@ def reconstruct(
         chosen = faces.index(face)
         person = person_mask(image) > 0.5
     with stage("face model"):
-        if face_model_path is None:
-            model = load_default_face_model()
-        else:
-            from .flame import load_flame
-
-            model = load_flame(face_model_path)
+        model = load_face_model(face_model_path)
     with stage("fit"):
         from .fit import fit_face
 
@@ -209,13 +204,21 @@ def reconstruct(
         normals_img = interpolate(vertex_normals(verts_cam, tris), tris, raster)
         normals_img /= np.maximum(np.linalg.norm(normals_img, axis=-1, keepdims=True), 1e-12)
         normals_img[~raster.mask] = (0.0, 0.0, 1.0)
-        face_mask = raster.mask & (normals_img[..., 2] > 0.05) & person
+        # The intrinsics see the face proper only: not the skull (hair), neck (clothes), eyes or teeth.
+        on_face = np.zeros(raster.face_id.shape, dtype=bool)
+        on_face[raster.mask] = face_part_triangles(model)[raster.face_id[raster.mask]]
+        face_mask = on_face & (normals_img[..., 2] > 0.05) & person
         if face_mask.sum() < 200:
             raise InputError(f"the fitted face covers only {int(face_mask.sum())} pixels of {source} (use a larger, more frontal face)")
     with stage("intrinsics"):
         from .intrinsics import decompose
 
-        intr = decompose(image_linear, normals_img, face_mask, seed=seed, protect=facial_feature_mask(face.points, (height, width)))
+        # Outside the landmarks' face oval (hairline, ears, under the chin) the pixels are textured but not
+        # trusted as skin: kept out of the light fit and the highlight/shadow logic, like eyes and lips.
+        hull = landmark_hull_mask(face.points, (height, width))
+        features = facial_feature_mask(face.points, (height, width))
+        protect = ~hull if features is None else (features | ~hull)
+        intr = decompose(image_linear, normals_img, face_mask, seed=seed, protect=protect)
     with stage("uv textures"):
         maps = {"albedo": intr.albedo, "normal": intr.normals, "specular": intr.specular}
         mirror = uv_layout_is_mirror_symmetric(model.uvs, model.uv_mirror)
@@ -226,6 +229,21 @@ def reconstruct(
     return Reconstruction(photo=image, face=face, num_faces=len(faces), face_index=chosen, person_mask=person, model=model,
                           fit=fit, raster=raster, normals_image=normals_img, face_mask=face_mask, intrinsics=intr,
                           textures=tex, mirror_fill=mirror, seed=seed)
+
+
+def landmark_hull_mask(points_px: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool: the convex hull of the face landmarks (N, 2+) in pixels (the face oval for mediapipe's 478).
+
+    The same region whatever the face model, so the re-render quality of different models compares.
+    """
+    import cv2
+
+    pts = np.asarray(points_px, dtype=np.float64)[:, :2]
+    pts = pts[np.isfinite(pts).all(1)]
+    mask = np.zeros(shape, np.uint8)
+    if len(pts) >= 3:
+        cv2.fillConvexPoly(mask, cv2.convexHull(np.round(pts * 4).astype(np.int32)), 1, lineType=cv2.LINE_8, shift=2)
+    return mask.astype(bool)
 
 
 def facial_feature_mask(points_px: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
@@ -282,7 +300,7 @@ def _write_outputs(rec: Reconstruction, photo_path, out_dir, face_model_path, en
             tiles += [(f"view {yaw:+.0f} deg, photo light", img) for yaw, img in renders["views"]]
             tiles += [(f"relit: {name}", img) for name, img in renders["relit"]]
             write_image(tmp / "preview.png", contact_sheet(tiles, columns=5))
-        m = rerender["mask"] & rec.face_mask
+        m = rerender["mask"] & rec.face_mask & landmark_hull_mask(rec.face.points, rec.photo.shape[:2])
         quality = {"rerender_psnr_db": round(psnr(rerender["image"], rec.photo, m), 3),
                    "rerender_ssim": round(ssim(rerender["image"], rec.photo, m), 4),
                    "mask_pixels": int(m.sum())}
