@@ -20,10 +20,11 @@ Steps (each a function below, all deterministic):
 4. Bases: the first :data:`NUM_IDENTITY` identity components (their share of the identity
    variance is printed) and all 53 ARKit-named expressions, float16.
 5. Landmarks: the mediapipe canonical face (the default model's 468 vertices) is registered to
-   the ICT face: a similarity from :data:`LANDMARK_PAIRS` (ICT's 68-point indices against
-   mediapipe indices of the same anatomical points), then a non-rigid fit of ICT identity and
+   the ICT face: an affine map from :data:`LANDMARK_PAIRS` (ICT's 68-point indices against
+   mediapipe indices of the same anatomical points; affine because mediapipe's canonical depth is
+   not metric), then a non-rigid fit of ICT identity and
    expression coefficients to the 468 points (closest points on the ICT face, alternated with a
-   regularised least-squares solve). Each mediapipe vertex then lands on its closest point of the
+   regularised least-squares solve, and the affine map refitted). Each mediapipe vertex then lands on its closest point of the
    registered ICT face (triangle + barycentric coordinates, which hold for every identity).
    Iris landmarks (468-477) have no point.
 6. Mirror map: each vertex's mirror is the nearest vertex of the same part to its reflection
@@ -49,7 +50,7 @@ PART_NAMES = ["face", "head", "mouth_socket", "eye_socket", "gums_tongue", "teet
 SKIN_PARTS = ("face", "head", "mouth_socket", "eye_socket")
 # Upstream vertex ranges of the skin parts (ICT-FaceKit's README), end exclusive.
 SKIN_VERTEX_RANGES = {"face": (0, 9409), "head": (9409, 11248), "mouth_socket": (11248, 13294), "eye_socket": (13294, 14062)}
-KEPT_MATERIALS = {"M_Face": None, "M_BackHead": None, "M_GumsTongue": "gums_tongue", "M_Teeth": "teeth",
+KEPT_MATERIALS = {"M_Face": "face", "M_BackHead": None, "M_GumsTongue": "gums_tongue", "M_Teeth": "teeth",
                   "M_ScleraLeft": "sclera", "M_ScleraRight": "sclera", "M_IrisLeft": "iris", "M_IrisRight": "iris"}
 # Atlas cell (u0, v0, size) of each upstream UV source: (tile index, part group).
 ATLAS_CELLS = {
@@ -61,6 +62,7 @@ ATLAS_CELLS = {
     "iris": (0.3125, 0.0, 0.3125),
 }
 CELL_MARGIN = 0.004  # of the cell, on each side
+PAIR_WEIGHT = 4.0  # weight of the anatomical landmark pairs against the closest-point terms
 
 # (ICT 68-point index, mediapipe index) of the same anatomical points.
 LANDMARK_PAIRS = [
@@ -96,11 +98,12 @@ def _face_parts(src: dict) -> tuple[np.ndarray, np.ndarray]:
         if fixed is not None:
             part[sel] = PART_NAMES.index(fixed)
             continue
-        # Skin: the part whose vertex range holds most of the face's corners.
+        # The rest of the skin: the part (not the face) whose vertex range holds most of the corners.
+        others = [p for p in SKIN_VERTEX_RANGES if p != "face"]
         for q in np.flatnonzero(sel):
             vs = quads[q][quads[q] >= 0]
-            votes = [np.sum((vs >= a) & (vs < b)) for a, b in SKIN_VERTEX_RANGES.values()]
-            part[q] = PART_NAMES.index(list(SKIN_VERTEX_RANGES)[int(np.argmax(votes))])
+            votes = [np.sum((vs >= SKIN_VERTEX_RANGES[p][0]) & (vs < SKIN_VERTEX_RANGES[p][1])) for p in others]
+            part[q] = PART_NAMES.index(others[int(np.argmax(votes))])
     return part >= 0, part
 
 
@@ -215,18 +218,6 @@ def _closest_bary(p, a, b, c):
     return bary
 
 
-def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Scale s, rotation R, translation t minimising |s R src + t - dst|^2 (Umeyama)."""
-    ms, md = src.mean(0), dst.mean(0)
-    a, b = src - ms, dst - md
-    u, sig, vt = np.linalg.svd(b.T @ a)
-    d = np.sign(np.linalg.det(u @ vt))
-    D = np.diag([1.0, 1.0, d])
-    R = u @ D @ vt
-    s = float((sig * np.diag(D)).sum() / (a * a).sum())
-    return s, R, md - s * R @ ms
-
-
 def register_mediapipe(src: dict, mesh: dict, neutral_m: np.ndarray, identity_m: np.ndarray, expression_m: np.ndarray,
                        mediapipe_vertices: np.ndarray, iterations: int = 8) -> dict:
     """Landmark correspondence: mediapipe vertex i -> (triangle, barycentric) on the ICT face (module doc, step 5).
@@ -242,41 +233,46 @@ def register_mediapipe(src: dict, mesh: dict, neutral_m: np.ndarray, identity_m:
     lm68 = src["landmarks68"]
     ict_idx = np.array([lm68[a] for a, _ in LANDMARK_PAIRS])
     mp_idx = np.array([b for _, b in LANDMARK_PAIRS])
-    # Mediapipe points moved into the ICT frame by a similarity (ICT stays fixed: its bases are in that frame).
-    s, R, t = _similarity(mediapipe_vertices[mp_idx], neutral_m[ict_idx])
-    mp = (s * mediapipe_vertices @ R.T + t)
+    # Mediapipe's canonical depth is not metric (its mesh is ~1.5x too deep and sheared in y-z against
+    # real heads), so it is moved into the ICT frame by an affine map; ICT stays fixed (its bases live there).
+    ones = np.ones((len(mediapipe_vertices), 1))
+    mp_h = np.concatenate([mediapipe_vertices, ones], 1)
+    affine, *_ = np.linalg.lstsq(mp_h[mp_idx], neutral_m[ict_idx], rcond=None)
+    mp = mp_h @ affine
     K, E = len(identity_m), len(expression_m)
     coeff = np.zeros(K + E)
     basis = np.concatenate([identity_m, expression_m], 0)  # (K+E, N, 3)
     reg = np.concatenate([np.full(K, 1e-5), np.full(E, 3e-5)])
     for _ in range(iterations):
         shaped = neutral_m + np.tensordot(coeff, basis, axes=1)
-        v_out = shaped[si]
-        tri, bary, pts = _closest_points_on_triangles(mp, v_out, tris_out[face_tris])
-        # Linearised: closest point moves with the basis as the barycentric blend of its corners.
+        tri, bary, pts = _closest_points_on_triangles(mp, shaped[si], tris_out[face_tris])
+        # Linearised: the closest point moves with the basis as the barycentric blend of its corners.
         corners = si[tris_out[face_tris[tri]]]  # (n, 3) upstream vertices
         A = np.einsum("nk,bnkc->ncb", bary, basis[:, corners])  # (n, 3, K+E)
-        # Landmark pairs weigh more: they fix the anatomy where closest points may slide.
+        # The anatomical pairs weigh more: they fix the anatomy where closest points may slide.
         A_lm = basis[:, ict_idx].transpose(1, 2, 0)
-        rhs = np.concatenate([(mp - pts).reshape(-1), 4.0 * (mp[mp_idx] - shaped[ict_idx]).reshape(-1)])
-        A_all = np.concatenate([A.reshape(-1, K + E), 4.0 * A_lm.reshape(-1, K + E)])
-        # Solve for the coefficient update with a ridge towards zero coefficients.
+        rhs = np.concatenate([(mp - pts).reshape(-1), PAIR_WEIGHT * (mp[mp_idx] - shaped[ict_idx]).reshape(-1)])
+        A_all = np.concatenate([A.reshape(-1, K + E), PAIR_WEIGHT * A_lm.reshape(-1, K + E)])
         lhs = A_all.T @ A_all + np.diag(reg * len(mp))
-        delta = np.linalg.solve(lhs, A_all.T @ rhs - reg * len(mp) * coeff)
-        coeff = coeff + delta
+        coeff = coeff + np.linalg.solve(lhs, A_all.T @ rhs - reg * len(mp) * coeff)
         coeff[K:] = np.clip(coeff[K:], 0.0, 1.0)
-        # Re-fit the similarity to the updated shape.
+        # Re-fit the affine map to the pairs and to every point's closest point on the updated shape.
         shaped = neutral_m + np.tensordot(coeff, basis, axes=1)
-        s, R, t = _similarity(mediapipe_vertices[mp_idx], shaped[ict_idx])
-        mp = (s * mediapipe_vertices @ R.T + t)
+        _, _, pts = _closest_points_on_triangles(mp, shaped[si], tris_out[face_tris])
+        src_pts = np.concatenate([mp_h, PAIR_WEIGHT * mp_h[mp_idx]])
+        dst_pts = np.concatenate([pts, PAIR_WEIGHT * shaped[ict_idx]])
+        affine, *_ = np.linalg.lstsq(src_pts, dst_pts, rcond=None)
+        mp = mp_h @ affine
     shaped = neutral_m + np.tensordot(coeff, basis, axes=1)
     tri, bary, pts = _closest_points_on_triangles(mp, shaped[si], tris_out[face_tris])
+    pair_mm = np.linalg.norm(np.einsum("nk,nkc->nc", bary[mp_idx], shaped[si][tris_out[face_tris[tri[mp_idx]]]])
+                             - shaped[ict_idx], axis=1) * 1000
     faces = -np.ones(NUM_MEDIAPIPE_LANDMARKS, dtype=np.int32)
     bary_out = np.zeros((NUM_MEDIAPIPE_LANDMARKS, 3), dtype=np.float32)
     faces[: len(mp)] = face_tris[tri]
     bary_out[: len(mp)] = bary
     return dict(landmark_faces=faces, landmark_bary=bary_out, residual_mm=np.linalg.norm(pts - mp, axis=1) * 1000,
-                identity=coeff[:K], expression=coeff[K:], scale=s, rotation=R, translation=t, mediapipe_in_ict=mp)
+                pair_mm=pair_mm, identity=coeff[:K], expression=coeff[K:], affine=affine, mediapipe_in_ict=mp)
 
 
 def build_ict_head(source: str | os.PathLike, num_identity: int = NUM_IDENTITY) -> tuple[FaceModel, dict, dict]:
@@ -317,7 +313,7 @@ def build_ict_head(source: str | os.PathLike, num_identity: int = NUM_IDENTITY) 
                  expressions=len(src["expression_names"]),
                  landmark_residual_mm_mean=float(reg["residual_mm"].mean()),
                  landmark_residual_mm_max=float(reg["residual_mm"].max()),
-                 registration_scale=float(reg["scale"]),
+                 pair_distance_mm_mean=float(reg["pair_mm"].mean()), pair_distance_mm_max=float(reg["pair_mm"].max()),
                  parts={n: int((mesh["vertex_part"] == i).sum()) for i, n in enumerate(PART_NAMES)},
                  height_mm=float(np.ptp(vertices[:, 1]) * 1000), width_mm=float(np.ptp(vertices[:, 0]) * 1000))
     return model, arrays, dict(facts, registration=reg)
