@@ -12,7 +12,7 @@ def register(sub) -> None:
 
     p = sub.add_parser(
         "avatar",
-        help="relightable face avatar from one photo (glb, PBR textures, free-view relit renders)",
+        help="relightable face avatar from one photo (glb, PBR textures, relit turntable renders)",
         description="Build a relightable face avatar from one portrait photo: landmarks, face-model fit, "
         "SH lighting / albedo / detail normals / specular (PN-Relighting), UV textures, avatar.glb, "
         "renders and preview.png. Everything is written to a temporary folder and renamed at the end. "
@@ -26,6 +26,9 @@ def register(sub) -> None:
                         "or a FLAME model pickle (generic_model.pkl / FLAME 2020/2023, licensed by its owners)")
     p.add_argument("--texture-size", type=int, default=1024, metavar="N", help="UV texture size in texels, a power of two (default 1024)")
     p.add_argument("--envmap", type=Path, action="append", metavar="FILE", help="lat-long .exr/.hdr environment map for the relit renders (repeatable; default: three shipped studio lights)")
+    p.add_argument("--turntable", type=int, default=0, metavar="N",
+                   help="also write N turntable frames over 360 degrees (2..720) under the photo's lighting: "
+                   "renders/turntable/frame_NNN.png and renders/turntable.gif (default 0: none)")
     p.add_argument("--seed", type=int, default=0, help="random seed (recorded in avatar.json)")
     p.set_defaults(handler=cmd_avatar)
 
@@ -37,7 +40,8 @@ def cmd_avatar(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the run's warnings come back in the summary, printed below as one line each
         summary = build_avatar(args.photo, out, face_index=args.face_index, face_model_path=args.face_model,
-                               texture_size=args.texture_size, seed=args.seed, envmaps=args.envmap)
+                               texture_size=args.texture_size, seed=args.seed, envmaps=args.envmap,
+                               turntable=args.turntable)
     t = summary["timings_s"]
     q = summary["quality"]
     print(f"avatar written to {out} ({summary['model']['name']}, {summary['textures']['size']}^2 textures, "

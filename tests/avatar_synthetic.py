@@ -110,3 +110,134 @@ def blender_import_glb(path) -> dict:
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1]
     return json.loads(line[len("RESULT"):])
+
+
+def read_glb(path):
+    """(glTF JSON dict, BIN chunk bytes) of a .glb file (two chunks, as export.write_glb writes them)."""
+    import json
+    import struct
+
+    data = open(path, "rb").read()
+    magic, version, total = struct.unpack_from("<4sII", data, 0)
+    assert magic == b"glTF" and version == 2 and total == len(data)
+    js_len, js_type = struct.unpack_from("<I4s", data, 12)
+    assert js_type == b"JSON"
+    gltf = json.loads(data[20 : 20 + js_len])
+    bin_len, bin_type = struct.unpack_from("<I4s", data, 20 + js_len)
+    assert bin_type == b"BIN\x00"
+    return gltf, data[28 + js_len : 28 + js_len + bin_len]
+
+
+_COMPONENTS = {5121: "<u1", 5123: "<u2", 5125: "<u4", 5126: "<f4"}
+_WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+
+
+def glb_accessor(gltf: dict, binary: bytes, index: int) -> np.ndarray:
+    """Decode accessor ``index`` -> (count, width) array: the bufferView data (zeros without one), then sparse values."""
+
+    def view(view_index, dtype, count, width):
+        v = gltf["bufferViews"][view_index]
+        assert "byteStride" not in v
+        return np.frombuffer(binary, dtype=dtype, count=count * width, offset=v["byteOffset"]).reshape(count, width)
+
+    acc = gltf["accessors"][index]
+    dtype, width = _COMPONENTS[acc["componentType"]], _WIDTH[acc["type"]]
+    out = np.zeros((acc["count"], width), dtype) if "bufferView" not in acc else view(acc["bufferView"], dtype, acc["count"], width).copy()
+    if "sparse" in acc:
+        sp = acc["sparse"]
+        idx = view(sp["indices"]["bufferView"], _COMPONENTS[sp["indices"]["componentType"]], sp["count"], 1)[:, 0]
+        assert np.all(np.diff(idx.astype(np.int64)) > 0), "sparse indices must increase strictly"
+        out[idx] = view(sp["values"]["bufferView"], dtype, sp["count"], width)
+    return out
+
+
+def head_blendshapes(vertices: np.ndarray, mouth_y: float):
+    """Synthetic ARKit-named morph targets for any head-like mesh (metres, y up, face along +z).
+
+    jawOpen: front vertices below ``mouth_y`` move down and back (at least 3 mm), nothing else moves;
+    browInnerUp: front vertices in the top fifth of the face move up 4 mm; cheekPuff: every vertex
+    moves 1 % outwards from the centre (a target no sparse accessor can shrink).
+    Returns deltas (3, V, 3) float32 and the names.
+    """
+    v = np.asarray(vertices, dtype=np.float64)
+    lo, hi = v.min(0), v.max(0)
+    front = v[:, 2] > lo[2] + 0.6 * (hi[2] - lo[2])
+    jaw = front & (v[:, 1] < mouth_y)
+    s = 0.3 + 0.7 * np.clip((mouth_y - v[:, 1]) / (0.5 * (mouth_y - lo[1]) + 1e-9), 0, 1)
+    d_jaw = np.where(jaw[:, None], s[:, None] * np.array([0.0, -0.012, -0.004]), 0.0)
+    brow = front & (v[:, 1] > hi[1] - 0.2 * (hi[1] - mouth_y))
+    d_brow = np.where(brow[:, None], np.array([0.0, 0.004, 0.0]), 0.0)
+    d_puff = 0.01 * (v - 0.5 * (lo + hi))
+    return np.stack([d_jaw, d_brow, d_puff]).astype(np.float32), ["jawOpen", "browInnerUp", "cheekPuff"]
+
+
+def ellipsoid_head(n_lat: int = 24, n_lon: int = 40):
+    """A head-sized ellipsoid (metres, y up, face along +z) with spherical uvs.
+
+    Returns vertices (V, 3) float32, triangles (F, 3) int32, uvs (V, 2) float32 and the mouth height (m).
+    """
+    v, tris = ellipsoid_mesh(n_lat, n_lon, (0.075, 0.1, 0.09))
+    u = np.arctan2(v[:, 0], v[:, 2]) / (2 * np.pi) + 0.5
+    t = np.arcsin(np.clip(v[:, 1] / 0.1, -1, 1)) / np.pi + 0.5
+    return v.astype(np.float32), tris.astype(np.int32), np.stack([u, t], 1).astype(np.float32), -0.04
+
+
+_BLENDER_SHAPE_KEYS = r"""
+import json, sys
+from pathlib import Path
+import bpy
+import numpy as np
+job = json.loads(Path(sys.argv[1]).read_text())
+results = []
+for case in job["cases"]:
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    status = bpy.ops.import_scene.gltf(filepath=case["glb"])
+    (obj,) = [o for o in bpy.data.objects if o.type == "MESH"]
+    keys = obj.data.shape_keys.key_blocks
+    res = {"status": sorted(status), "names": [k.name for k in keys], "values": [float(k.value) for k in keys]}
+    def positions():
+        mesh = obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).to_mesh()
+        co = np.empty(len(mesh.vertices) * 3, np.float32)
+        mesh.vertices.foreach_get("co", co)
+        m = np.array(obj.matrix_world, dtype=np.float64)
+        return co.reshape(-1, 3) @ m[:3, :3].T + m[:3, 3]
+    for k in keys[1:]:
+        k.value = 0.0
+    bpy.context.view_layer.update()
+    rest = positions()
+    moved = []
+    for k in keys[1:]:  # each key alone at 1
+        k.value = 1.0
+        bpy.context.view_layer.update()
+        moved.append(positions())
+        k.value = 0.0
+    np.save(case["out"] + "_rest.npy", rest)
+    np.save(case["out"] + "_moved.npy", np.stack(moved))
+    results.append(res)
+print("RESULT" + json.dumps(results))
+"""
+
+
+def blender_shape_keys(cases: list[dict], job_dir) -> list[dict]:
+    """Import each case's .glb with Blender's glTF importer (bpy, one subprocess) and read its shape keys.
+
+    cases: [{"glb": path}]. Returns per case {"status", "names" (with "Basis"), "values" (as imported),
+    "rest" (V, 3), "moved" (K, V, 3)}: world positions of the evaluated mesh (Blender frame, z up) with
+    every key at 0, then with key k (in the order of "names", Basis excluded) at 1 and the others at 0.
+    """
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    job_dir = Path(job_dir)
+    job = {"cases": [{"glb": str(c["glb"]), "out": str(job_dir / f"case{i}")} for i, c in enumerate(cases)]}
+    (job_dir / "job.json").write_text(json.dumps(job))
+    proc = subprocess.run([sys.executable, "-c", _BLENDER_SHAPE_KEYS, str(job_dir / "job.json")], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1]
+    results = json.loads(line[len("RESULT"):])
+    for res, c in zip(results, job["cases"]):
+        res["rest"], res["moved"] = np.load(c["out"] + "_rest.npy"), np.load(c["out"] + "_moved.npy")
+    return results

@@ -6,8 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from avatar_synthetic import blender_import_glb, ellipsoid_mesh
+from avatar_synthetic import blender_import_glb, ellipsoid_mesh, glb_accessor, read_glb
 from conftest import run_cli
+
+VIEWS = ("-090", "-045", "+000", "+045", "+090", "+180")
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,7 @@ def astronaut_png(tmp_path_factory):
 @pytest.fixture(scope="module")
 def avatar_dir(astronaut_png, tmp_path_factory):
     out = tmp_path_factory.mktemp("avatar") / "astronaut_avatar"
-    proc = run_cli("avatar", astronaut_png, "-o", out, "--texture-size", "256")
+    proc = run_cli("avatar", astronaut_png, "-o", out, "--texture-size", "256", "--turntable", "4")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "avatar written to" in proc.stdout
     return out
@@ -33,7 +35,8 @@ def test_cli_writes_every_output(avatar_dir):
     summary = json.loads((avatar_dir / "avatar.json").read_text())
     expected = {"avatar.glb", "avatar.json", "preview.png", "textures/albedo.png", "textures/albedo.exr", "textures/normal_object.png",
                 "textures/normal_tangent.png", "textures/specular.png", "textures/roughness_metallic.png", "textures/confidence.png",
-                "renders/view_yaw-30.png", "renders/view_yaw+00.png", "renders/view_yaw+30.png", "renders/rerender_input.png"}
+                "renders/rerender_input.png", "renders/turntable.gif"}
+    expected |= {f"renders/turntable_yaw{y}.png" for y in VIEWS} | {f"renders/turntable/frame_{k:03d}.png" for k in range(4)}
     assert expected <= set(summary["files"])
     assert len([f for f in summary["files"] if f.startswith("renders/relit_")]) == 3
     for rel in summary["files"]:
@@ -53,7 +56,8 @@ def test_avatar_json_records_the_run(avatar_dir):
     sh = np.asarray(s["sh_lighting"]["coefficients"])
     assert sh.shape == (9, 3) and np.all(sh[0] > 0)
     assert s["seeds"]["seed"] == 0 and "numpy" in s["versions"]
-    stages = {"load", "landmarks", "face model", "fit", "rasterize", "intrinsics", "uv textures", "export", "renders", "preview"}
+    stages = {"load", "landmarks", "face model", "fit", "rasterize", "intrinsics", "uv textures", "export", "renders", "turntable",
+              "preview"}
     assert stages <= set(s["timings_s"]) and s["timings_s"]["total"] > 0
     # The photo re-rendered from the textures alone matches it inside the face.
     assert s["quality"]["rerender_psnr_db"] > 22.0 and s["quality"]["rerender_ssim"] > 0.6
@@ -81,11 +85,59 @@ def test_textures_have_sane_content(avatar_dir):
     assert np.median(nt[..., 2]) > 0.8  # tangent-space detail normals stay close to the surface normal
     preview = read_image(avatar_dir / "preview.png")
     assert preview.shape[0] > 400 and preview.shape[1] > 1000 and preview.std() > 0.1
-    views = [read_image(avatar_dir / "renders" / f"view_yaw{y}.png") for y in ("-30", "+00", "+30")]
-    for v in views:
-        face = (v.max(-1) < 0.97)
-        assert 0.1 < face.mean() < 0.9  # the head is in the frame on a light background
-    assert np.abs(views[0] - views[2]).mean() > 0.02  # different viewpoints, different pictures
+    views = {y: read_image(avatar_dir / "renders" / f"turntable_yaw{y}.png") for y in VIEWS}
+    for y in ("-045", "+000", "+045"):
+        face = (views[y].max(-1) < 0.97)
+        assert 0.1 < face.mean() < 0.9, y  # the head is in the frame on a light background
+    for y in ("-090", "+090", "+180"):
+        assert (views[y].max(-1) < 0.97).mean() > 0.03, y  # something is seen from the side and from behind
+    assert np.abs(views["-045"] - views["+045"]).mean() > 0.02  # different viewpoints, different pictures
+
+
+@pytest.mark.slow
+def test_turntable_frames_and_gif(avatar_dir):
+    from PIL import Image
+
+    from pnrelight.imageio import read_image
+
+    s = json.loads((avatar_dir / "avatar.json").read_text())
+    assert s["turntable"]["frames"] == 4 and s["turntable"]["gif_frame_ms"] == 80
+    frames = sorted((avatar_dir / "renders" / "turntable").iterdir())
+    assert [f.name for f in frames] == [f"frame_{k:03d}.png" for k in range(4)]
+    # Frames every 90 degrees from the front: the same pictures as the fixed views (same path, same light).
+    for frame, y in zip(frames, ("+000", "+090", "+180", "-090")):
+        np.testing.assert_array_equal(read_image(frame), read_image(avatar_dir / "renders" / f"turntable_yaw{y}.png"))
+    with Image.open(avatar_dir / "renders" / "turntable.gif") as gif:
+        assert gif.n_frames == 4 and gif.info["loop"] == 0 and gif.info["duration"] == 80
+        gif.seek(1)
+        first = np.asarray(gif.convert("RGB"), dtype=np.float32) / 255
+    assert first.shape == (512, 512, 3) and np.abs(first - read_image(frames[1])).mean() < 0.02  # 256 colours, dithered
+
+
+def test_turntable_lighting_turns_with_the_camera():
+    """A turntable view at yaw a (camera and light turned by a about +y) sees what the front view sees."""
+    from pnrelight.avatar.pipeline import TexelSurface, shade_texels, sh_prefiltered
+    from pnrelight.envmap import rotation_y
+
+    rng = np.random.default_rng(0)
+    n = rng.normal(size=(400, 3))
+    n[:, 2] = np.abs(n[:, 2])
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    pos = rng.normal(0, 0.05, (400, 3)) + [0, 0, -0.6]
+    sh = np.zeros((9, 3))
+    sh[0], sh[1], sh[3] = 0.6, 0.2, (0.3, 0.1, -0.1)  # brighter from +y and +x: not symmetric about the y axis
+    light = sh_prefiltered(sh)
+    centre, eye = np.array([0.0, 0.0, -0.6]), np.zeros(3)
+
+    def shade(R, yaw):
+        surf = TexelSurface(size=20, index=np.arange(400), positions=(pos - centre) @ R.T + centre, normals=(n @ R.T).astype(np.float32),
+                            albedo=np.full((400, 3), 0.6, np.float32), specular=np.full(400, 0.5, np.float32), nearest=np.arange(400))
+        return shade_texels(surf, (eye - centre) @ R.T + centre, light, rotation_deg=yaw)
+
+    front = shade(np.eye(3), 0.0)
+    for yaw in (45.0, 90.0, 180.0):
+        np.testing.assert_allclose(shade(rotation_y(yaw), yaw), front, atol=2e-3)
+    assert np.abs(shade(rotation_y(90.0), 0.0) - front).max() > 0.05  # a world-fixed light would not
 
 
 @pytest.mark.slow
@@ -99,6 +151,16 @@ def test_glb_loads_in_trimesh(avatar_dir):
     assert mat.baseColorTexture.size == (256, 256) and mat.normalTexture is not None and mat.metallicRoughnessTexture is not None
     extent = mesh.vertices.max(0) - mesh.vertices.min(0)
     assert 0.08 < extent[1] < 0.4  # a head-sized mesh in metres, upright
+    # Expression blendshapes become morph targets named after them, weighted as fitted; none without any.
+    gltf, _ = read_glb(avatar_dir / "avatar.glb")
+    names = s["fit"]["expression_names"]
+    assert s["glb"]["bytes"] == (avatar_dir / "avatar.glb").stat().st_size
+    assert s["glb"]["morph_targets"] == len(names or [])
+    if names:
+        assert gltf["meshes"][0]["extras"]["targetNames"] == names and s["glb"]["base_mesh"] == "neutral expression"
+        np.testing.assert_allclose(gltf["meshes"][0]["weights"], s["fit"]["expression"][: len(names)], atol=1e-9)
+    else:
+        assert "targets" not in gltf["meshes"][0]["primitives"][0] and s["glb"]["base_mesh"] == "fitted"
 
 
 @pytest.mark.slow
@@ -168,6 +230,12 @@ def test_bad_texture_size_exits_2(tmp_path, astronaut_png):
     _assert_clean_failure(run_cli("avatar", astronaut_png, "-o", out, "--texture-size", "300"), out, "power of two")
 
 
+@pytest.mark.parametrize("frames", ["1", "721", "-3"])
+def test_bad_turntable_exits_2(tmp_path, astronaut_png, frames):
+    out = tmp_path / "out"
+    _assert_clean_failure(run_cli("avatar", astronaut_png, "-o", out, "--turntable", frames), out, f"--turntable {frames} is not")
+
+
 @pytest.mark.slow
 def test_several_faces_use_the_largest_with_a_warning(tmp_path):
     import cv2
@@ -189,6 +257,8 @@ def test_several_faces_use_the_largest_with_a_warning(tmp_path):
     s = json.loads((out / "avatar.json").read_text())
     assert s["faces_detected"] == 2 and s["face_index"] == 0 and s["landmarks"]["bbox_px"][2] < 512  # the big, left face
     assert s["warnings"] and "--face-index" in s["warnings"][0]
+    assert s["turntable"]["frames"] == 0 and not (out / "renders" / "turntable").exists()
+    assert not (out / "renders" / "turntable.gif").exists()
 
 
 def _write_ellipsoid_flame(folder):
@@ -203,6 +273,9 @@ def _write_ellipsoid_flame(folder):
     v, tris = ellipsoid_mesh(30, 60, (0.075, 0.1, 0.09))
     rng = np.random.default_rng(0)
     shapedirs = np.stack([1e-3 * np.sin(v @ rng.normal(size=3) * 20)[:, None] * rng.normal(size=3) for _ in range(20)], -1)
+    # FLAME layout: 300 identity components (20 used here), then the expression ones (4, smooth, all over the head).
+    expression = np.stack([5e-4 * np.cos(v @ rng.normal(size=3) * 15)[:, None] * rng.normal(size=3) for _ in range(4)], -1)
+    shapedirs = np.concatenate([shapedirs, np.zeros((len(v), 3, 280)), expression], -1).astype(np.float32)
     flame = dict(v_template=v, f=tris.astype(np.uint32), shapedirs=shapedirs, posedirs=np.zeros((len(v), 3, 36)),
                  J_regressor=scipy.sparse.random(5, len(v), density=0.05, random_state=1, format="csc"),
                  weights=np.full((len(v), 5), 0.2), kintree_table=np.array([[-1, 0, 1, 1, 1], [0, 1, 2, 3, 4]]))
@@ -231,6 +304,16 @@ def test_cli_with_a_flame_model_file(astronaut_png, tmp_path):
     s = json.loads((out / "avatar.json").read_text())
     assert "flame" in s["model"]["name"].lower() and s["model"]["path"] == str(model)
     assert s["fit"]["shape"] and s["fit"]["landmark_residual_px"] < 20
+    # FLAME's expression components become unnamed morph targets, dense (they move every vertex).
+    assert s["fit"]["expression_names"] == ["expr_000", "expr_001", "expr_002", "expr_003"] and len(s["fit"]["expression"]) == 4
+    assert s["glb"]["morph_targets"] == 4 and s["glb"]["base_mesh"] == "neutral expression"
+    gltf, binary = read_glb(out / "avatar.glb")
+    mesh = gltf["meshes"][0]
+    assert mesh["extras"]["targetNames"] == s["fit"]["expression_names"]
+    np.testing.assert_allclose(mesh["weights"], s["fit"]["expression"], atol=1e-9)
+    targets = [gltf["accessors"][t["POSITION"]] for t in mesh["primitives"][0]["targets"]]
+    assert all("bufferView" in t and "sparse" not in t for t in targets)
+    assert 1e-4 < np.abs(glb_accessor(gltf, binary, mesh["primitives"][0]["targets"][0]["POSITION"])).max() < 1e-3
     (mesh,) = trimesh.load(out / "avatar.glb").geometry.values()
     assert len(mesh.vertices) >= num_vertices  # FLAME vertices (plus copies along the UV seam)
     assert (out / "preview.png").is_file()

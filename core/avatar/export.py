@@ -2,6 +2,8 @@
 
 The .glb is written by hand (JSON chunk + BIN chunk, spec: registry.khronos.org/glTF):
 one mesh, one primitive with POSITION, NORMAL, TANGENT, TEXCOORD_0 and uint32 indices,
+optional morph targets (POSITION deltas only, sparse where few vertices move; names in the
+mesh's ``extras.targetNames``, which Blender's importer turns into shape keys),
 and a metallic-roughness material with three PNG textures embedded in the binary chunk:
 baseColorTexture (sRGB), normalTexture (tangent space, linear) and
 metallicRoughnessTexture (linear; G = roughness, B = metalness).
@@ -24,7 +26,7 @@ import numpy as np
 
 from .raster import interpolate, rasterize_uv
 
-_FLOAT, _UINT = 5126, 5125
+_FLOAT, _UINT, _USHORT = 5126, 5125, 5123
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 
 
@@ -120,6 +122,10 @@ def write_glb(
     tangents: np.ndarray | None = None,
     name: str = "avatar",
     double_sided: bool = True,
+    morph_targets: np.ndarray | None = None,
+    morph_target_names: list[str] | None = None,
+    morph_weights: np.ndarray | None = None,
+    morph_epsilon: float = 1e-6,
 ) -> Path:
     """Write a glTF 2.0 binary file.
 
@@ -128,6 +134,10 @@ def write_glb(
     normal_tex_tangent_space (T, T, 3) unit tangent-space normals (encoded to (n + 1) / 2 here);
     roughness_metallic_tex (T, T, 3) linear (G roughness, B metalness);
     tangents (V, 4) as from :func:`vertex_tangents` (computed when None; must be the ones the normal map used).
+    morph_targets (E, V, 3) position deltas in metres (same frame as ``vertices``); morph_target_names
+    (E,) strings (mesh ``extras.targetNames``); morph_weights (E,) default weights (0 when None).
+    Delta components with |d| <= ``morph_epsilon`` are written as 0; a target is stored as a sparse
+    accessor (indices + values of the moving vertices only) when that is smaller than a dense one.
     The file appears atomically.
     """
     from ..atomic import atomic_output_file
@@ -168,6 +178,11 @@ def write_glb(
         "TEXCOORD_0": add_accessor(uv_gl, "VEC2", _FLOAT, _ARRAY_BUFFER),
     }
     idx = add_accessor(f, "SCALAR", _UINT, _ELEMENT_ARRAY_BUFFER)
+    targets, weights, names = _morph_targets(morph_targets, morph_target_names, morph_weights, len(v), morph_epsilon)
+    target_ids = []
+    for delta in targets:
+        accessors.append(_target_accessor(delta, add_view))
+        target_ids.append(len(accessors) - 1)
     if not isinstance(normal_tex_tangent_space, bytes):
         normal_tex_tangent_space = (np.asarray(normal_tex_tangent_space, dtype=np.float32) + 1.0) * 0.5
     images = []
@@ -175,12 +190,19 @@ def write_glb(
         png = tex if isinstance(tex, bytes) else encode_png(tex)
         images.append({"bufferView": add_view(png), "mimeType": "image/png", "name": label})
     binary = b"".join(blobs)
+    primitive = {"attributes": attrs, "indices": idx, "material": 0, "mode": 4}
+    mesh = {"name": name, "primitives": [primitive]}
+    if target_ids:
+        primitive["targets"] = [{"POSITION": k} for k in target_ids]
+        mesh["weights"] = weights
+        if names is not None:
+            mesh["extras"] = {"targetNames": names}
     gltf = {
         "asset": {"version": "2.0", "generator": "pnrelight avatar"},
         "scene": 0,
         "scenes": [{"nodes": [0]}],
         "nodes": [{"mesh": 0, "name": name}],
-        "meshes": [{"name": name, "primitives": [{"attributes": attrs, "indices": idx, "material": 0, "mode": 4}]}],
+        "meshes": [mesh],
         "materials": [
             {
                 "name": f"{name}_skin",
@@ -211,3 +233,49 @@ def write_glb(
             fh.write(struct.pack("<I4s", len(js), b"JSON") + js)
             fh.write(struct.pack("<I4s", len(binary), b"BIN\x00") + binary)
     return path
+
+
+def _morph_targets(deltas, names, weights, num_vertices: int, epsilon: float):
+    """Checked morph inputs: list of (V, 3) float32 deltas (tiny components zeroed), (E,) weights, names or None."""
+    if deltas is None:
+        if names is not None or weights is not None:
+            raise ValueError("morph_target_names / morph_weights given without morph_targets")
+        return [], [], None
+    d = np.asarray(deltas, dtype=np.float32)
+    if d.ndim != 3 or d.shape[1:] != (num_vertices, 3):
+        raise ValueError(f"morph_targets must be (E, {num_vertices}, 3), got {d.shape}")
+    if not np.isfinite(d).all():
+        raise ValueError("morph_targets contain NaN or infinity")
+    count = d.shape[0]
+    w = np.zeros(count) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1)
+    if len(w) != count or not np.isfinite(w).all():
+        raise ValueError(f"morph_weights must be {count} finite numbers")
+    if names is not None:
+        names = [str(x) for x in names]
+        if len(names) != count:
+            raise ValueError(f"morph_target_names must have {count} names, got {len(names)}")
+    d = np.where(np.abs(d) > epsilon, d, np.float32(0.0))
+    return [np.ascontiguousarray(x) for x in d], [float(x) for x in w], names
+
+
+def _target_accessor(delta: np.ndarray, add_view) -> dict:
+    """POSITION morph-target accessor of (V, 3) deltas: dense, or sparse over the moving vertices when smaller.
+
+    A sparse accessor without a bufferView starts as zeros (glTF 2.0, section 3.6.2.3); min/max are required for
+    POSITION targets and describe the values after substitution.
+    """
+    count = len(delta)
+    moving = np.flatnonzero(np.any(delta != 0, axis=1))
+    index_type, index_dtype = (_USHORT, "<u2") if count <= 65536 else (_UINT, "<u4")
+    index_bytes = np.dtype(index_dtype).itemsize
+    acc = {"componentType": _FLOAT, "count": count, "type": "VEC3"}
+    if len(moving) * (12 + index_bytes) < 12 * count:
+        if len(moving):  # sparse.count must be >= 1; no moving vertex: no data at all (all zeros)
+            acc["sparse"] = {"count": int(len(moving)),
+                             "indices": {"bufferView": add_view(moving.astype(index_dtype).tobytes()), "componentType": index_type},
+                             "values": {"bufferView": add_view(delta[moving].tobytes())}}
+    else:
+        acc["bufferView"] = add_view(delta.tobytes(), _ARRAY_BUFFER)
+    acc["min"] = [float(x) for x in delta.min(0)]  # over every vertex: the zeros of a sparse target count
+    acc["max"] = [float(x) for x in delta.max(0)]
+    return acc

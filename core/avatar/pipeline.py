@@ -2,21 +2,27 @@
 
 Stages (timed, in ``avatar.json``): load photo -> landmarks -> face model -> fit ->
 rasterize the fitted mesh in the photo -> intrinsics (SH lighting, albedo, SfS normals,
-specular) -> UV textures -> export (glb, textures, json) -> free-view renders -> preview.
+specular) -> UV textures -> export (glb, textures, json) -> free-view renders -> turntable
+(optional frames + GIF) -> preview.
 
 Frames: the *world* of the renders is the photo's camera frame (OpenGL: x right, y up,
 z to the viewer), so the estimated SH lighting and the environment maps keep the
 orientation they have in the photo; novel views orbit the head centre, yaw 0 being the
-direction of the photo's camera. The exported mesh and the normal textures are in the
-face model's own frame (upright, looking along +z), which is what a glTF viewer expects.
+direction of the photo's camera. The turntable views turn the photo's lighting with the
+camera (as if the head turned on a turntable in front of the photo's camera and lights), so
+every side of the head is seen under the light the face had in the photo. The exported mesh
+and the normal textures are in the face model's own frame (upright, looking along +z), which
+is what a glTF viewer expects. With an expression basis the glb's base mesh is the neutral
+(identity-only) head and the expressions are morph targets, weighted by the fitted ones.
 
 Output folder (written to a temporary sibling and renamed at the end)::
 
     avatar.glb  avatar.json  preview.png
     textures/albedo.png (sRGB) albedo.exr (linear)  normal_object.png  normal_tangent.png
              specular.png  roughness_metallic.png  confidence.png
-    renders/view_yaw-30.png view_yaw+00.png view_yaw+30.png  relit_<envmap>.png (x3)
+    renders/turntable_yaw-090.png ... turntable_yaw+180.png (TURNTABLE_YAWS)  relit_<envmap>.png (x3)
     renders/rerender_input.png (the photo re-rendered from the textures, full frame)
+    renders/turntable/frame_000.png ... and renders/turntable.gif (with turntable=N)
 """
 from __future__ import annotations
 
@@ -36,8 +42,11 @@ from ..errors import InputError
 from ..imageio import write_exr, write_image
 from .color import linear_to_srgb, srgb_to_linear
 
-STAGES = ("load", "landmarks", "face model", "fit", "rasterize", "intrinsics", "uv textures", "export", "renders", "preview")
-NOVEL_VIEW_YAWS = (-30.0, 0.0, 30.0)
+STAGES = ("load", "landmarks", "face model", "fit", "rasterize", "intrinsics", "uv textures", "export", "renders", "turntable",
+          "preview")
+TURNTABLE_YAWS = (-90.0, -45.0, 0.0, 45.0, 90.0, 180.0)  # the fixed views of renders/ and preview.png (0 = photo camera)
+MAX_TURNTABLE_FRAMES = 720
+TURNTABLE_FRAME_MS = 80  # GIF delays are centiseconds: 80 ms = 12.5 fps
 DEFAULT_RELIGHT_ENVMAPS = ("studio", "sunset", "forest")
 RENDER_SIZE = 512
 SHADE_TEXELS = 384  # relit textures for the renders: the face spans ~350 of the 512 pixels
@@ -118,6 +127,7 @@ def build_avatar(
     seed: int = 0,
     envmaps: list[str | os.PathLike] | None = None,
     render_size: int = RENDER_SIZE,
+    turntable: int = 0,
     progress: bool = True,
 ) -> dict:
     """Build an avatar from one photo into ``out_dir`` (replaced atomically). Returns the avatar.json dict.
@@ -127,11 +137,14 @@ def build_avatar(
     texture_size : UV texture size (power of two). seed : recorded, drives every random choice.
     envmaps : lat-long .exr/.hdr maps for the relit renders (default: three shipped ones).
     render_size : pixels of the square renders. progress : show a progress bar over the stages.
+    turntable : 0, or 2..720 frames evenly spaced over 360 degrees of yaw (renders/turntable/ and turntable.gif).
 
     Raises InputError (one line: problem and fix) for an unreadable photo, no face, a face
-    that is too small, a bad face model file, environment map or texture size; then nothing is written.
+    that is too small, a bad face model file, environment map, texture size or turntable frame count;
+    then nothing is written.
     """
     _check_texture_size(texture_size)
+    _check_turntable(turntable)
     envs = _load_relight_envmaps(envmaps)  # a bad --envmap fails before any work
     stage = _Stages(progress)
     try:
@@ -140,7 +153,8 @@ def build_avatar(
             t_start = time.perf_counter()
             rec = reconstruct(photo_path, face_index=face_index, face_model_path=face_model_path,
                               texture_size=texture_size, seed=seed, stage=stage)
-            result = _write_outputs(rec, photo_path, out_dir, face_model_path, envs, render_size, stage, caught, t_start)
+            result = _write_outputs(rec, photo_path, out_dir, face_model_path, envs, render_size, stage, caught, t_start,
+                                    turntable=int(turntable))
         for w in caught:  # recorded in avatar.json, then shown as usual
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     finally:
@@ -161,6 +175,12 @@ def _check_texture_size(texture_size) -> None:
     t = int(texture_size)
     if not (64 <= t <= 8192) or t & (t - 1):
         raise InputError(f"texture size {texture_size} is not a power of two in [64, 8192] (use e.g. --texture-size 1024)")
+
+
+def _check_turntable(frames) -> None:
+    n = int(frames)
+    if n != frames or not (n == 0 or 2 <= n <= MAX_TURNTABLE_FRAMES):
+        raise InputError(f"--turntable {frames} is not 0 or a frame count in [2, {MAX_TURNTABLE_FRAMES}] (use e.g. --turntable 36)")
 
 
 def reconstruct(
@@ -277,7 +297,8 @@ def facial_feature_mask(points_px: np.ndarray, shape: tuple[int, int]) -> np.nda
     return mask.astype(bool)
 
 
-def _write_outputs(rec: Reconstruction, photo_path, out_dir, face_model_path, envs, render_size, stage, caught, t_start) -> dict:
+def _write_outputs(rec: Reconstruction, photo_path, out_dir, face_model_path, envs, render_size, stage, caught, t_start,
+                   turntable: int = 0) -> dict:
     from ..metrics import psnr, ssim
     from .preview import contact_sheet, crop_box, draw_landmarks
 
@@ -285,11 +306,14 @@ def _write_outputs(rec: Reconstruction, photo_path, out_dir, face_model_path, en
     out_dir = Path(out_dir)
     with atomic_output_dir(out_dir) as tmp:
         with stage("export"):
-            _export(tmp, model, fit, tex)
+            glb = _export(tmp, model, fit, tex)
         with stage("renders"):
             renders, backend = _renders(tmp, model, fit, tex, intr.sh, envs, render_size)
             rerender = rerender_photo(model, fit, tex, intr.sh, rec.photo.shape[:2], max_texels=512, image_raster=rec.raster)
             write_image(tmp / "renders" / "rerender_input.png", rerender["image"])
+        with stage("turntable"):
+            if turntable:
+                _turntable(tmp / "renders", model, fit, tex, intr.sh, render_size, turntable, [img for _, img in renders["views"]])
         with stage("preview"):
             top, bottom, left, right = crop_box(rec.raster.mask, margin=0.35)
             cov = tex["coverage"][..., None]
@@ -297,7 +321,7 @@ def _write_outputs(rec: Reconstruction, photo_path, out_dir, face_model_path, en
                      ("albedo (UV)", np.where(cov, linear_to_srgb(tex["albedo"]), 0.5)),
                      ("normals (UV, model frame)", np.where(cov, (tex["normal"] + 1) / 2, 0.5)),
                      ("re-render (textures)", rerender["image"][top:bottom, left:right])]
-            tiles += [(f"view {yaw:+.0f} deg, photo light", img) for yaw, img in renders["views"]]
+            tiles += [(f"turntable {yaw:+.0f} deg, photo light", img) for yaw, img in renders["views"]]
             tiles += [(f"relit: {name}", img) for name, img in renders["relit"]]
             write_image(tmp / "preview.png", contact_sheet(tiles, columns=5))
         m = rerender["mask"] & rec.face_mask & landmark_hull_mask(rec.face.points, rec.photo.shape[:2])
@@ -319,7 +343,10 @@ def _write_outputs(rec: Reconstruction, photo_path, out_dir, face_model_path, en
                        "translation": np.asarray(fit.translation, dtype=float).round(6).tolist(),
                        "convention": "OpenGL camera frame: x right, y up, z to the viewer; u = cx + f X/(-Z), v = cy - f Y/(-Z); "
                                      "vertices_cam = rotation @ model_vertex + translation"},
-            "fit": {k: v for k, v in fit.to_json().items() if k not in ("focal_px", "principal_point", "rotation", "translation")},
+            "fit": {**{k: v for k, v in fit.to_json().items() if k not in ("focal_px", "principal_point", "rotation", "translation")},
+                    "expression_names": expression_names(model) or None,
+                    "expression_range": None if model.expression_range is None else [float(x) for x in model.expression_range]},
+            "glb": glb,
             "sh_lighting": {"coefficients": np.asarray(intr.sh, dtype=float).round(6).tolist(),
                             "meaning": "order-2 real SH (pnrelight.envmap.sh_basis), 9 x RGB, render_sh(n) = diffuse shading (irradiance / pi), camera frame"},
             "textures": {"size": int(tex["albedo"].shape[0]), "coverage": round(float(tex["coverage"].mean()), 4),
@@ -327,6 +354,9 @@ def _write_outputs(rec: Reconstruction, photo_path, out_dir, face_model_path, en
             "quality": quality,
             "render_backend": backend,
             "relight_envmaps": [name for name, _ in envs],
+            "turntable": {"frames": int(turntable), "views_deg": list(TURNTABLE_YAWS),
+                          "gif_frame_ms": TURNTABLE_FRAME_MS if turntable else None,
+                          "lighting": "the photo's estimated light, turning with the camera (the head turns in front of it)"},
             "seeds": {"seed": int(rec.seed), "fit": int(getattr(fit, "seed", rec.seed)), "intrinsics": int(intr.seed)},
             "versions": _versions(),
             "timings_s": dict(stage.timings),
@@ -345,11 +375,41 @@ def model_frame_mesh(model, fit) -> np.ndarray:
     return (np.asarray(fit.vertices, dtype=np.float64) - np.asarray(fit.translation, dtype=np.float64)) @ R
 
 
-def _export(tmp: Path, model, fit, tex) -> None:
+def expression_names(model) -> list[str]:
+    """Names of the model's E expression components (``expr_000`` ... where the model has none); [] without a basis."""
+    names = list(model.expression_names or [])
+    return [names[i] if i < len(names) and names[i] else f"expr_{i:03d}" for i in range(model.num_expression)]
+
+
+def neutral_model_frame_mesh(model, fit) -> np.ndarray:
+    """Fitted vertices (V, 3) in the model frame without the fitted expression: identity only.
+
+    That is ``model.shaped_vertices(fit.shape, None)``, computed as the fitted mesh minus its
+    expression offsets so that base + morph targets x fitted weights is exactly the fitted mesh.
+    """
+    verts = model_frame_mesh(model, fit)
+    expr = np.asarray(fit.expression, dtype=np.float64).reshape(-1)
+    if model.expression_basis is not None and len(expr):
+        verts = verts - model.expression_basis[:, :, : len(expr)].astype(np.float64) @ expr
+    return verts
+
+
+def _export(tmp: Path, model, fit, tex) -> dict:
+    """Textures and avatar.glb; returns the glb's entry of avatar.json."""
     from .export import encode_png, roughness_metallic_from_specular, tangent_space_normal_map, vertex_tangents, write_glb
     from .face_model import vertex_normals
 
-    verts = model_frame_mesh(model, fit).astype(np.float32)
+    morph = {}
+    if model.num_expression:
+        # Animatable: neutral head + one morph target per expression component, weighted as fitted.
+        verts = neutral_model_frame_mesh(model, fit).astype(np.float32)
+        weights = np.zeros(model.num_expression)
+        expr = np.asarray(fit.expression, dtype=np.float64).reshape(-1)[: model.num_expression]
+        weights[: len(expr)] = expr
+        morph = dict(morph_targets=np.moveaxis(model.expression_basis, 2, 0), morph_target_names=expression_names(model),
+                     morph_weights=weights)
+    else:
+        verts = model_frame_mesh(model, fit).astype(np.float32)
     tris = np.asarray(model.triangles)
     normals = vertex_normals(verts, tris)
     tangents = vertex_tangents(verts, normals, model.uvs, tris)
@@ -365,8 +425,10 @@ def _export(tmp: Path, model, fit, tex) -> None:
     write_image(tdir / "normal_object.png", (tex["normal"] + 1) / 2)
     write_image(tdir / "specular.png", np.clip(tex["specular"], 0, 1), bits=16)
     write_image(tdir / "confidence.png", tex["filled_confidence"])
-    write_glb(tmp / "avatar.glb", verts, tris, model.uvs, normals, pngs["albedo"], pngs["normal_tangent"], pngs["roughness_metallic"],
-              tangents=tangents, name="avatar")
+    path = write_glb(tmp / "avatar.glb", verts, tris, model.uvs, normals, pngs["albedo"], pngs["normal_tangent"],
+                     pngs["roughness_metallic"], tangents=tangents, name="avatar", **morph)
+    return {"bytes": path.stat().st_size, "base_mesh": "neutral expression" if morph else "fitted",
+            "morph_targets": model.num_expression}
 
 
 def _load_relight_envmaps(envmaps) -> list[tuple[str, np.ndarray]]:
@@ -383,41 +445,99 @@ def _load_relight_envmaps(envmaps) -> list[tuple[str, np.ndarray]]:
     return [(p.stem, load_envmap(p)) for p in paths]
 
 
+@dataclass
+class _Orbit:
+    """Render setup shared by the fixed views and the turntable: the head at ``center``, cameras ``distance`` away."""
+
+    verts: np.ndarray  # (V, 3) camera-frame vertices
+    center: np.ndarray  # (3,)
+    distance: float
+    base_yaw: float  # orbit yaw (degrees) of the photo's camera direction
+    yfov: float = 25.0
+
+    def pose(self, yaw: float) -> np.ndarray:
+        from .render import orbit_pose
+
+        return orbit_pose(self.center, self.distance, self.base_yaw + yaw)
+
+
+def _orbit(fit) -> _Orbit:
+    from .render import framing
+
+    verts = np.asarray(fit.vertices, dtype=np.float64)
+    center, distance = framing(verts, yfov_deg=_Orbit.yfov, margin=1.1)
+    # Yaw 0 looks from the photo's camera direction (the origin) towards the head.
+    to_camera = -center / max(np.linalg.norm(center), 1e-9)
+    return _Orbit(verts, center, distance, float(np.degrees(np.arctan2(to_camera[0], to_camera[2]))))
+
+
+def _shade_surface(model, fit, tex) -> TexelSurface:
+    return texel_surface(model, fit, _downsample_textures(tex, min(tex["albedo"].shape[0], SHADE_TEXELS)))
+
+
+def _turntable_view(renderer, orbit: _Orbit, model, surface: TexelSurface, photo_light: dict, yaw: float) -> np.ndarray:
+    """(S, S, 3) sRGB view at ``yaw`` degrees, the photo's light turned by the same yaw (fixed relative to the camera)."""
+    pose = orbit.pose(yaw)
+    colour = shade_texels(surface, pose[:3, 3], photo_light, rotation_deg=yaw)
+    img, _ = renderer.render(orbit.verts, model.triangles, model.uvs, linear_to_srgb(colour), pose)
+    return img
+
+
 def _renders(tmp: Path, model, fit, tex, sh, envs, render_size):
-    """Novel views under the photo's lighting, and the photo-direction view relit by environment maps."""
+    """Turntable views under the photo's lighting, and the photo-direction view relit by environment maps."""
     from .relight import tone_map_highlights
-    from .render import TexturedRenderer, framing, orbit_pose
+    from .render import TexturedRenderer
 
     rdir = tmp / "renders"
     rdir.mkdir(exist_ok=True)
-    verts = np.asarray(fit.vertices, dtype=np.float64)
-    tris = np.asarray(model.triangles)
-    shade_size = min(tex["albedo"].shape[0], SHADE_TEXELS)
-    surface = texel_surface(model, fit, _downsample_textures(tex, shade_size))
+    surface = _shade_surface(model, fit, tex)
     photo_light = sh_prefiltered(sh)
-    yfov = 25.0
-    center, distance = framing(verts, yfov_deg=yfov, margin=1.1)
-    # Yaw 0 looks from the photo's camera direction (the origin) towards the head.
-    to_camera = -center / max(np.linalg.norm(center), 1e-9)
-    base_yaw = float(np.degrees(np.arctan2(to_camera[0], to_camera[2])))
+    orbit = _orbit(fit)
     out = {"views": [], "relit": []}
-    with TexturedRenderer((render_size, render_size), yfov_deg=yfov, background=RENDER_BACKGROUND) as renderer:
-        for yaw in NOVEL_VIEW_YAWS:
-            pose = orbit_pose(center, distance, base_yaw + yaw)
-            colour = shade_texels(surface, pose[:3, 3], photo_light)
-            img, _ = renderer.render(verts, tris, model.uvs, linear_to_srgb(colour), pose)
-            write_image(rdir / f"view_yaw{yaw:+03.0f}.png", img)
+    with TexturedRenderer((render_size, render_size), yfov_deg=orbit.yfov, background=RENDER_BACKGROUND) as renderer:
+        for yaw in TURNTABLE_YAWS:
+            img = _turntable_view(renderer, orbit, model, surface, photo_light, yaw)
+            write_image(rdir / f"turntable_yaw{yaw:+04.0f}.png", img)
             out["views"].append((yaw, img))
-        pose = orbit_pose(center, distance, base_yaw)
+        pose = orbit.pose(0.0)
         facing = surface.normals[surface.normals[:, 2] > 0.3]
         env_surface = replace(surface, specular=surface.specular * np.float32(RELIGHT_SPECULAR_SCALE))
         for name, env in envs:
             colour = tone_map_highlights(shade_texels(env_surface, pose[:3, 3], envmap_prefiltered(env, facing)))
-            img, _ = renderer.render(verts, tris, model.uvs, linear_to_srgb(colour), pose)
+            img, _ = renderer.render(orbit.verts, model.triangles, model.uvs, linear_to_srgb(colour), pose)
             write_image(rdir / f"relit_{name}.png", img)
             out["relit"].append((name, img))
         backend = renderer.backend
     return out, backend
+
+
+def _turntable(rdir: Path, model, fit, tex, sh, render_size: int, frames: int, palette_views: list[np.ndarray]) -> None:
+    """``frames`` views evenly spaced over 360 degrees (frame 0 = the photo's direction) as
+    rdir/turntable/frame_NNN.png and an endless GIF rdir/turntable.gif (TURNTABLE_FRAME_MS per frame).
+
+    GIF frames share one 256-colour palette made from ``palette_views`` (the fixed turntable views,
+    all sides of the head), so colours do not flicker from frame to frame; frames are dithered.
+    """
+    from PIL import Image
+
+    from ..imageio import to_uint8
+    from .render import TexturedRenderer
+
+    fdir = rdir / "turntable"
+    fdir.mkdir(parents=True, exist_ok=True)
+    surface = _shade_surface(model, fit, tex)
+    photo_light = sh_prefiltered(sh)
+    orbit = _orbit(fit)
+    palette = Image.fromarray(to_uint8(np.concatenate(palette_views, axis=1))).quantize(256, method=Image.Quantize.MEDIANCUT)
+    gif = []
+    with TexturedRenderer((render_size, render_size), yfov_deg=orbit.yfov, background=RENDER_BACKGROUND) as renderer:
+        for k in range(frames):
+            yaw = 360.0 * k / frames
+            yaw = yaw - 360.0 if yaw > 180.0 else yaw  # (-180, 180]: frames at the fixed yaws repeat those views exactly
+            img = _turntable_view(renderer, orbit, model, surface, photo_light, yaw)
+            write_image(fdir / f"frame_{k:03d}.png", img, atomic=False)  # the output folder itself appears atomically
+            gif.append(Image.fromarray(to_uint8(img)).quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG))
+    gif[0].save(rdir / "turntable.gif", save_all=True, append_images=gif[1:], duration=TURNTABLE_FRAME_MS, loop=0)
 
 
 @dataclass
@@ -458,14 +578,16 @@ def texel_surface(model, fit, tex: dict, uv_raster=None) -> TexelSurface:
                         nearest=(ri * size + ci).reshape(-1))
 
 
-def shade_texels(surface: TexelSurface, eye: np.ndarray, prefiltered: dict) -> np.ndarray:
+def shade_texels(surface: TexelSurface, eye: np.ndarray, prefiltered: dict, *, rotation_deg: float = 0.0) -> np.ndarray:
     """Linear colour (T, T, 3) of every texel (albedo x diffuse + specular x glossy Phong lobes,
-    ``relight.shade_phong``) seen from ``eye`` (3,) in the camera frame; uncovered texels repeat the nearest covered one."""
+    ``relight.shade_phong``) seen from ``eye`` (3,) in the camera frame; uncovered texels repeat the nearest covered one.
+    ``rotation_deg`` turns the lighting about +y (``relight.phong_priors``)."""
     from .relight import shade_phong
 
     view = np.asarray(eye, dtype=np.float64) - surface.positions
     view = (view / np.maximum(np.linalg.norm(view, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
-    colour = shade_phong(surface.albedo[:, None], surface.normals[:, None], surface.specular[:, None], prefiltered, view[:, None])
+    colour = shade_phong(surface.albedo[:, None], surface.normals[:, None], surface.specular[:, None], prefiltered, view[:, None],
+                         rotation_deg=rotation_deg)
     full = np.zeros((surface.size * surface.size, 3), dtype=np.float32)
     full[surface.index] = colour[:, 0]
     return full[surface.nearest].reshape(surface.size, surface.size, 3)
