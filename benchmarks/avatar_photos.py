@@ -1,7 +1,7 @@
 """Avatar fit and texture quality on real photos, for each face model, plus the turntable contact sheet.
 
 Photos: skimage's astronaut (the only real portrait the registries ship) and variants a real user
-produces: mirrored, rotated by 12 degrees, downscaled to 60 %, and placed in a 1920 x 1080 frame. For
+produces: mirrored, rotated by 12 degrees, downscaled to 80 %, and placed in a 1920 x 1080 frame. For
 each photo and each face model (``ict``, the default head, and ``mediapipe``, the face-only mesh) the
 pipeline's ``reconstruct`` runs and the table reports the landmark residual (px) and the photo
 re-rendered from the UV textures (albedo x SH shading + specular): PSNR / SSIM inside the face oval
@@ -37,10 +37,10 @@ def photo_variants() -> dict[str, np.ndarray]:
     a = data.astronaut().astype(np.float32) / 255.0
     h, w = a.shape[:2]
     rot = cv2.warpAffine(a, cv2.getRotationMatrix2D((w / 2, h / 2), 12.0, 1.0), (w, h), borderMode=cv2.BORDER_REFLECT)
-    small = cv2.resize(a, (int(w * 0.6), int(h * 0.6)), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(a, (int(w * 0.8), int(h * 0.8)), interpolation=cv2.INTER_AREA)
     up = cv2.resize(a, (1080, 1080), interpolation=cv2.INTER_CUBIC)
     wide = cv2.copyMakeBorder(up, 0, 0, 420, 420, cv2.BORDER_REPLICATE)
-    return {"astronaut": a, "mirrored": a[:, ::-1].copy(), "rotated 12 deg": rot, "60 % size": small, "1920x1080": wide}
+    return {"astronaut": a, "mirrored": a[:, ::-1].copy(), "rotated 12 deg": rot, "80 % size": small, "1920x1080": wide}
 
 
 def measure(photo: np.ndarray, model: str) -> dict:
