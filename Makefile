@@ -41,6 +41,7 @@ bench: setup
 	$(PY) benchmarks/rti_bench.py
 	$(PY) benchmarks/avatar_bench.py
 	$(PY) benchmarks/avatar_quality.py
+	$(PY) benchmarks/avatar_synthetic_heads.py
 
 # Blender extension: core wheel + add-on -> dist/pnrelight-<version>.zip, validated with bpy's blender_ext.py.
 extension: setup
