@@ -26,7 +26,8 @@ Steps (each a function below, all deterministic):
    expression coefficients to the 468 points (closest points on the ICT face, alternated with a
    regularised least-squares solve, and the affine map refitted). Each mediapipe vertex then lands on its closest point of the
    registered ICT face (triangle + barycentric coordinates, which hold for every identity).
-   Iris landmarks (468-477) have no point.
+   The eye contours (upper and lower lid, 16 landmarks per eye) are matched to ICT's eyelid margins
+   by arc length instead (:func:`eyelid_correspondence`). Iris landmarks (468-477) have no point.
 6. Mirror map: each vertex's mirror is the nearest vertex of the same part to its reflection
    in x = 0.
 """
@@ -275,6 +276,88 @@ def register_mediapipe(src: dict, mesh: dict, neutral_m: np.ndarray, identity_m:
                 pair_mm=pair_mm, identity=coeff[:K], expression=coeff[K:], affine=affine, mediapipe_in_ict=mp)
 
 
+def _loop_order(edges: list[tuple[int, int]]) -> list[int]:
+    """Vertices of a closed edge loop in walking order."""
+    nbr: dict[int, list[int]] = {}
+    for a, b in edges:
+        nbr.setdefault(a, []).append(b)
+        nbr.setdefault(b, []).append(a)
+    start = min(nbr)
+    order, prev = [start], None
+    while True:
+        nxt = [n for n in nbr[order[-1]] if n != prev]
+        if not nxt or nxt[0] == start:
+            break
+        prev = order[-1]
+        order.append(nxt[0])
+    return order
+
+
+def _arcs(loop: list[int], points: np.ndarray, corner_a: int, corner_b: int) -> tuple[list[int], list[int]]:
+    """The two paths of a closed loop from corner_a to corner_b, upper (larger mean y) first."""
+    i, j = loop.index(corner_a), loop.index(corner_b)
+    n = len(loop)
+    one = [loop[(i + k) % n] for k in range((j - i) % n + 1)]
+    two = [loop[(i - k) % n] for k in range((i - j) % n + 1)]
+    return (one, two) if points[one, 1].mean() >= points[two, 1].mean() else (two, one)
+
+
+def _arc_param(points: np.ndarray) -> np.ndarray:
+    """Normalised arc length (0 at the first point, 1 at the last) of a polyline (n, 3)."""
+    seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    t = np.concatenate([[0.0], np.cumsum(seg)])
+    return t / max(t[-1], 1e-12)
+
+
+def eyelid_correspondence(vertices: np.ndarray, triangles: np.ndarray, vertex_part: np.ndarray,
+                          mediapipe_vertices: np.ndarray) -> dict[int, tuple[int, np.ndarray]]:
+    """Mediapipe's eye contour landmarks -> points on the ICT eyelid margins (landmark -> (triangle, bary)).
+
+    Closest points fail here: mediapipe's canonical eyes are nearly closed while ICT's are open
+    (a 14 mm opening), so both lids' landmarks landed on the lower lid. Instead each contour (upper
+    and lower lid, from corner to corner) is matched to the same lid of the boundary loop of ICT's
+    face part around that eye at equal normalised arc length.
+    """
+    from mediapipe.python.solutions import face_mesh_connections as fmc
+
+    from .build_default_face_model import boundary_loops
+
+    face = PART_NAMES.index("face")
+    face_tris = np.flatnonzero((vertex_part[triangles] == face).all(1))
+    # Weld UV-seam copies so the boundary is the geometric one.
+    _, first, inv = np.unique(np.round(vertices, 7), axis=0, return_index=True, return_inverse=True)
+    welded = first[inv.reshape(-1)]
+    wt = welded[triangles[face_tris]]
+    out: dict[int, tuple[int, np.ndarray]] = {}
+    loops = [L for L in boundary_loops(wt) if len(L) < 100]
+    for edges, (outer, inner) in ((fmc.FACEMESH_RIGHT_EYE, (33, 133)), (fmc.FACEMESH_LEFT_EYE, (263, 362))):
+        mp_loop = _loop_order(sorted(edges))
+        centre = mediapipe_vertices[mp_loop].mean(0)
+        # The ICT loop of this eye: the small loop whose centre has the same side (sign of x) and eye height.
+        cands = [L for L in loops if np.sign(vertices[L, 0].mean()) == np.sign(centre[0])
+                 and abs(vertices[L, 1].mean() - centre[1]) < 0.02 and np.ptp(vertices[L, 0]) < 0.05]
+        if len(cands) != 1:
+            raise ValueError(f"expected one ICT eye loop near x = {centre[0]:.3f}, found {len(cands)}")
+        L = cands[0]
+        ict_outer = L[int(np.argmax(np.abs(vertices[L, 0])))]
+        ict_inner = L[int(np.argmin(np.abs(vertices[L, 0])))]
+        for mp_arc, ict_arc in zip(_arcs(mp_loop, mediapipe_vertices, outer, inner), _arcs(L, vertices, ict_outer, ict_inner)):
+            t_mp = _arc_param(mediapipe_vertices[mp_arc])
+            t_ict = _arc_param(vertices[ict_arc])
+            for lm, t in zip(mp_arc, t_mp):
+                k = int(np.clip(np.searchsorted(t_ict, t) - 1, 0, len(ict_arc) - 2))
+                a, b = ict_arc[k], ict_arc[k + 1]
+                s = float(np.clip((t - t_ict[k]) / max(t_ict[k + 1] - t_ict[k], 1e-12), 0.0, 1.0))
+                # The boundary edge (a, b) belongs to one face triangle: express the point in it.
+                rows = np.flatnonzero((wt == a).any(1) & (wt == b).any(1))
+                tri = int(face_tris[rows[0]])
+                bary = np.zeros(3)
+                bary[list(wt[rows[0]]).index(a)] = 1.0 - s
+                bary[list(wt[rows[0]]).index(b)] = s
+                out[int(lm)] = (tri, bary)
+    return out
+
+
 def build_ict_head(source: str | os.PathLike, num_identity: int = NUM_IDENTITY) -> tuple[FaceModel, dict, dict]:
     """(model, arrays to store, build facts)."""
     from .face_model import load_default_face_model
@@ -290,6 +373,8 @@ def build_ict_head(source: str | os.PathLike, num_identity: int = NUM_IDENTITY) 
     mp_vertices = load_default_face_model(0).vertices.astype(np.float64)
     reg = register_mediapipe(src, mesh, neutral, identity, expression, mp_vertices)
     vertices = neutral[si]
+    for lm, (tri, bary) in eyelid_correspondence(vertices, mesh["triangles"], mesh["vertex_part"], mp_vertices).items():
+        reg["landmark_faces"][lm], reg["landmark_bary"][lm] = tri, bary
     mirror = mirror_map(vertices, mesh["vertex_part"])
     model = FaceModel(
         name="ict-facekit-head", vertices=vertices.astype(np.float32), triangles=mesh["triangles"], uvs=mesh["uvs"],
