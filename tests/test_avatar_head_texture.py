@@ -11,16 +11,19 @@ T = 512  # seam pairs need texels under ~0.5 mm on the skull; 256 leaves too few
 
 @pytest.fixture(scope="module")
 def head():
-    """``reconstruct`` of the astronaut with the ICT head (forced as the default model for this module)."""
+    """``reconstruct`` of the astronaut with the ICT head (forced as the default model for this module;
+    harmless once the head is the pipeline's default)."""
     from skimage import data
 
     from pnrelight.avatar import face_model, pipeline
+    from pnrelight.avatar.head_texture import is_head_model
 
-    model = face_model.load_ict_face_model()
+    ict = face_model.load_ict_face_model()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(face_model, "load_default_face_model", lambda *a, **k: model)
+        mp.setattr(face_model, "load_default_face_model", lambda *a, **k: ict)
         rec = pipeline.reconstruct(data.astronaut(), texture_size=T)
-    assert rec.model is model
+    model = rec.model
+    assert is_head_model(model) and len(model.vertices) == len(ict.vertices)
     tri_part = model.vertex_part[model.triangles].max(1)
     part = np.where(rec.textures["coverage"], tri_part[np.maximum(rec.textures["uv_raster"].face_id, 0)], -1)
     return rec, part
