@@ -104,8 +104,8 @@ def main(argv=None) -> int:
     from skimage import data
 
     from pnrelight import progress
-    from pnrelight.avatar.raster import interpolate
-    from pnrelight.avatar.uv import bake_textures, rasterize_camera
+    from pnrelight.avatar.raster import interpolate, rasterize_uv
+    from pnrelight.avatar.uv import bake_textures, rasterize_camera, texel_mirror_map
     from pnrelight.avatar.pipeline import reconstruct, rerender_photo
     from pnrelight.envmap import default_envmaps, envmap_to_sh, load_envmap, render_sh, sh_radiance_to_shading
     from pnrelight.metrics import psnr, ssim
@@ -122,8 +122,11 @@ def main(argv=None) -> int:
     r = rasterize_camera(np.asarray(rec.fit.vertices, np.float64), rec.model.triangles, rec.fit.focal_px, rec.fit.principal_point, h, w)
     uv = interpolate(rec.model.uvs, rec.model.triangles, r)
     T = args.texture_size
+    uv_r = rasterize_uv(rec.model.uvs, rec.model.triangles, T)
+    mirror = texel_mirror_map(rec.model.uvs, rec.model.triangles, rec.model.uv_mirror, uv_r, rec.model.vertices) if rec.mirror_fill else False
     colour_tex = bake_textures({"image": rec.photo}, rec.fit.vertices, rec.model.triangles, rec.model.uvs, rec.fit.focal_px,
-                               rec.fit.principal_point, T, rotation=rec.fit.rotation, mirror=rec.mirror_fill, image_raster=r)["image"]
+                               rec.fit.principal_point, T, rotation=rec.fit.rotation, mirror=mirror, image_raster=r,
+                               uv_raster=uv_r)["image"]
     direct = cv2.remap(colour_tex, (uv[..., 0] * T - 0.5).astype(np.float32),
                        ((1 - uv[..., 1]) * T - 0.5).astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     rerender = {

@@ -7,7 +7,7 @@ import pytest
 from avatar_synthetic import blender_import_glb, dome_mesh, place, sample_texture, smooth_texture
 from pnrelight.avatar.raster import interpolate, rasterize, rasterize_uv, texel_uvs
 from pnrelight.avatar.face_model import vertex_normals
-from pnrelight.avatar.uv import bake_textures, rasterize_camera
+from pnrelight.avatar.uv import bake_textures, rasterize_camera, texel_mirror_map
 
 F, H, W = 700.0, 256, 256
 PP = (W / 2, H / 2)
@@ -155,6 +155,55 @@ def test_inpaint_fills_texels_seen_on_neither_side():
     # Inpainting continues the seen rows smoothly into the unseen ones.
     edge = np.flatnonzero(unseen.all(1))[-1]
     assert np.abs(alb[edge] - alb[edge + 1]).max() < 0.05
+
+
+def test_mirror_map_of_the_symmetric_default_model_bakes_exactly_like_the_u_flip():
+    from pnrelight.avatar.face_model import load_default_face_model
+
+    # The default (mediapipe) model, yawed so one side is hidden and comes from its mirror.
+    T = 128
+    model = load_default_face_model(1)
+    verts_m = model.vertices * 0.8
+    tris, uvs = model.triangles, model.uvs
+    gt = smooth_texture(T, symmetric=True)
+    vc, R, _ = place(verts_m, yaw_deg=40.0)
+    r = rasterize_camera(vc, tris, F, PP, H, W)
+    image = sample_texture(gt, interpolate(uvs, tris, r))
+    normals = interpolate(vertex_normals(vc, tris), tris, r)
+    normals /= np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-9)
+    maps = {"albedo": image, "normal": normals, "specular": image[..., 0]}
+    uv_r = rasterize_uv(uvs, tris, T)
+    mirror = texel_mirror_map(uvs, tris, model.uv_mirror, uv_r, model.vertices)
+    assert np.array_equal(mirror, np.arange(T * T).reshape(T, T)[:, ::-1])  # the (1 - u, v) flip
+    flip = bake_textures(maps, vc, tris, uvs, F, PP, T, rotation=R, mirror=True, image_raster=r, uv_raster=uv_r)
+    mapped = bake_textures(maps, vc, tris, uvs, F, PP, T, rotation=R, mirror=mirror, image_raster=r, uv_raster=uv_r)
+    assert flip.keys() == mapped.keys()
+    for key in flip:
+        assert np.array_equal(flip[key], mapped[key]), key
+    # The mirror fill did something: hidden texels whose mirror is seen.
+    hidden = flip["coverage"] & (flip["confidence"] < 0.02) & (flip["confidence"][:, ::-1] > 0.3)
+    assert hidden.sum() > 100 and np.all(flip["filled_confidence"][hidden] > 0.2)
+
+
+def test_texel_mirror_map_on_the_head_atlas_reflects_the_surface_point():
+    from pnrelight.avatar.face_model import load_ict_face_model
+
+    model = load_ict_face_model()
+    T = 256
+    r = rasterize_uv(model.uvs, model.triangles, T)
+    mirror = texel_mirror_map(model.uvs, model.triangles, model.uv_mirror, r, model.vertices).reshape(-1)
+    pts = interpolate(model.vertices, model.triangles, r).reshape(-1, 3).astype(np.float64)
+    part = model.vertex_part[model.triangles].max(1)[r.face_id.reshape(-1)]
+    cov = r.mask.reshape(-1)
+    texel_mm = 1000 * 0.2 / (0.625 * T)  # the face cell maps ~20 cm of head onto 0.625 of the atlas
+    for name in ("face", "head"):
+        sel = cov & (part == model.part_names.index(name))
+        has = sel & (mirror >= 0)
+        assert has.sum() > 0.95 * sel.sum(), name  # nearly every texel has a mirror texel
+        ok = has & cov[np.maximum(mirror, 0)]
+        err_mm = 1000 * np.linalg.norm(pts[mirror[ok]] - pts[ok] * (-1.0, 1.0, 1.0), axis=1)
+        # The mirror texel holds the reflected surface point, to about a texel.
+        assert np.percentile(err_mm, 99) < 1.5 * texel_mm, (name, np.percentile(err_mm, 99))
 
 
 def _glb_inputs(T=64):

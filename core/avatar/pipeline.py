@@ -197,7 +197,8 @@ def reconstruct(
     from .landmarks import detect_faces, person_mask, select_face
     from .photo import as_rgb, load_photo
     from .raster import interpolate, rasterize_uv
-    from .uv import bake_textures, rasterize_camera, uv_layout_is_mirror_symmetric
+    from .head_texture import bake_head_textures, is_head_model
+    from .uv import bake_textures, rasterize_camera, texel_mirror_map
 
     _check_texture_size(texture_size)
     stage = stage or _Stages(False)
@@ -241,10 +242,22 @@ def reconstruct(
         intr = decompose(image_linear, normals_img, face_mask, seed=seed, protect=protect)
     with stage("uv textures"):
         maps = {"albedo": intr.albedo, "normal": intr.normals, "specular": intr.specular}
-        mirror = uv_layout_is_mirror_symmetric(model.uvs, model.uv_mirror)
         uv_raster = rasterize_uv(model.uvs, tris, texture_size)
-        tex = bake_textures(maps, verts_cam, tris, model.uvs, fit.focal_px, fit.principal_point, texture_size,
-                            rotation=fit.rotation, mirror=mirror, image_raster=raster, uv_raster=uv_raster)
+        if is_head_model(model):
+            # A full head: the photo on the face part, skin and painted eyes / teeth everywhere else.
+            tex = bake_head_textures(maps, model, fit, uv_raster, image_raster=raster, image_mask=face_mask,
+                                     photo_linear=image_linear, landmarks_px=face.points, sh=intr.sh,
+                                     normals_image=normals_img)
+            mirror = model.uv_mirror is not None
+        else:
+            # The (1 - u, v) flip for a symmetric layout (the default model: bit-identical to before),
+            # the atlas mirror map otherwise (FLAME).
+            mirror_map = None if model.uv_mirror is None else texel_mirror_map(model.uvs, tris, model.uv_mirror, uv_raster,
+                                                                                model.vertices)
+            mirror = mirror_map is not None and bool((mirror_map >= 0).any())
+            tex = bake_textures(maps, verts_cam, tris, model.uvs, fit.focal_px, fit.principal_point, texture_size,
+                                rotation=fit.rotation, mirror=mirror_map if mirror else False, image_raster=raster,
+                                uv_raster=uv_raster)
         tex["uv_raster"] = uv_raster
     return Reconstruction(photo=image, face=face, num_faces=len(faces), face_index=chosen, person_mask=person, model=model,
                           fit=fit, raster=raster, normals_image=normals_img, face_mask=face_mask, intrinsics=intr,
