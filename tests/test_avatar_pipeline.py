@@ -67,20 +67,28 @@ def test_avatar_json_records_the_run(avatar_dir):
 def test_textures_have_sane_content(avatar_dir):
     from pnrelight.imageio import read_exr, read_image
 
+    from pnrelight.avatar.build_ict_face_model import ATLAS_CELLS
+
     albedo = read_image(avatar_dir / "textures" / "albedo.png")
     assert albedo.shape == (256, 256, 3)
-    centre = albedo[96:160, 96:160].reshape(-1, 3).mean(0)
+    # The default head's face cell (u0, v0, size): its centre holds the cheeks and nose.
+    u0, v0, size = (np.array(ATLAS_CELLS["face"]) * 256).astype(int)
+    r0, c0 = 256 - v0 - size, u0  # row 0 is v = 1
+    mid = size // 2
+    cell = albedo[r0:r0 + size, c0:c0 + size]
+    centre = cell[mid - 24:mid + 24, mid - 24:mid + 24].reshape(-1, 3).mean(0)
     assert centre[0] > centre[2] and 0.2 < centre.mean() < 0.95  # skin: red over blue, neither black nor white
     assert albedo.std() > 0.03
-    # No seam along the mirror line u = 0.5: the colour step between the two middle columns is ordinary.
-    seen = read_image(avatar_dir / "textures" / "confidence.png")[:, :-1] > 0
-    step = np.abs(np.diff(albedo, axis=1)).max(-1)
-    assert step[:, 127][seen[:, 127]].mean() < 2 * step[seen].mean()
+    # No seam along the face's mirror line: the colour step between the cell's two middle columns is ordinary.
+    seen = read_image(avatar_dir / "textures" / "confidence.png")[r0:r0 + size, c0:c0 + size - 1] > 0
+    step = np.abs(np.diff(cell, axis=1)).max(-1)
+    assert step[:, mid - 1][seen[:, mid - 1]].mean() < 2 * step[seen].mean()
     lin = read_exr(avatar_dir / "textures" / "albedo.exr")
     assert lin.shape == (256, 256, 3) and np.isfinite(lin).all() and 0 <= lin.min() and lin.max() <= 1
     n = read_image(avatar_dir / "textures" / "normal_object.png") * 2 - 1
     assert np.abs(np.linalg.norm(n, axis=-1) - 1).mean() < 0.02
-    assert np.median(n[64:192, 64:192, 2]) > 0.7  # model frame: the face looks along +z
+    ncell = n[r0:r0 + size, c0:c0 + size]
+    assert np.median(ncell[mid - 32:mid + 32, mid - 32:mid + 32, 2]) > 0.7  # model frame: the face looks along +z
     nt = read_image(avatar_dir / "textures" / "normal_tangent.png") * 2 - 1
     assert np.median(nt[..., 2]) > 0.8  # tangent-space detail normals stay close to the surface normal
     preview = read_image(avatar_dir / "preview.png")
