@@ -816,11 +816,11 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out} ({seconds} s)")
-    if tiles and str(args.sheet):
+    if tiles and str(args.sheet) not in ("", "."):
         args.sheet.parent.mkdir(parents=True, exist_ok=True)
         write_image(args.sheet, contact_sheet(tiles, columns=6, tile=200))
         print(f"wrote {args.sheet}")
-    if str(args.doc):
+    if str(args.doc) not in ("", "."):
         per = [f"{r['subject']['seed']} ({r['subject']['size']} px): render {r['seconds']['render']} s, "
                + ", ".join(f"reconstruct {n} {r['seconds'].get('reconstruct_' + n, '–')} s wall / "
                            f"{r['cpu_seconds'].get('reconstruct_' + n, '–')} s CPU" for n in MODELS) for r in rows]
