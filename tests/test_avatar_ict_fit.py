@@ -76,7 +76,7 @@ def test_fit_on_exact_landmarks_recovers_geometry_and_expression(head):
     assert err < mean_head / 4  # 7.27 mm for the mean head
     for name, truth in TRUE_EXPRESSION.items():
         assert abs(_weight(model, fit, name) - truth) < 0.15, name
-    assert np.corrcoef(head["shape"], fit.shape)[0, 1] > 0.8  # measured 0.94 (worst 0.91)
+    assert np.corrcoef(head["shape"], fit.shape)[0, 1] > 0.65  # measured 0.78 (0.94 before the face oval was left out)
 
 
 def test_fit_with_default_priors_beats_the_mean_head(head):

@@ -27,7 +27,8 @@ Steps (each a function below, all deterministic):
    regularised least-squares solve, and the affine map refitted). Each mediapipe vertex then lands on its closest point of the
    registered ICT face (triangle + barycentric coordinates, which hold for every identity).
    The eye contours (upper and lower lid, 16 landmarks per eye) are matched to ICT's eyelid margins
-   by arc length instead (:func:`eyelid_correspondence`). Iris landmarks (468-477) have no point.
+   by arc length instead (:func:`eyelid_correspondence`). The 36 face-oval landmarks and the iris
+   landmarks (468-477) have no point: the oval follows the visible outline, not fixed surface points.
 6. Mirror map: each vertex's mirror is the nearest vertex of the same part to its reflection
    in x = 0.
 """
@@ -375,6 +376,13 @@ def build_ict_head(source: str | os.PathLike, num_identity: int = NUM_IDENTITY) 
     vertices = neutral[si]
     for lm, (tri, bary) in eyelid_correspondence(vertices, mesh["triangles"], mesh["vertex_part"], mp_vertices).items():
         reg["landmark_faces"][lm], reg["landmark_bary"][lm] = tri, bary
+    # Mediapipe's face-oval points follow the visible outline, not fixed points of the head: on
+    # synthetic ICT heads they sat 14 px (at 512 px) from any fixed embedding, so the fit ignores them.
+    from mediapipe.python.solutions import face_mesh_connections as fmc
+
+    oval = sorted({i for edge in fmc.FACEMESH_FACE_OVAL for i in edge})
+    reg["landmark_faces"][oval] = -1
+    reg["landmark_bary"][oval] = 0.0
     mirror = mirror_map(vertices, mesh["vertex_part"])
     model = FaceModel(
         name="ict-facekit-head", vertices=vertices.astype(np.float32), triangles=mesh["triangles"], uvs=mesh["uvs"],
