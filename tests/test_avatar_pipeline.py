@@ -184,6 +184,29 @@ def test_glb_imports_in_blender(avatar_dir):
     assert res["images"]["base_color"]["size"] == [256, 256]
 
 
+@pytest.mark.slow
+@pytest.mark.blender
+def test_glb_shape_keys_in_blender_open_the_jaw(avatar_dir, tmp_path):
+    """The astronaut's head in Blender: 53 ARKit shape keys at the fitted weights; jawOpen moves the jaw."""
+    pytest.importorskip("bpy")
+    from avatar_synthetic import blender_shape_keys
+
+    s = json.loads((avatar_dir / "avatar.json").read_text())
+    names = s["fit"]["expression_names"]
+    assert len(names) == 53 and "jawOpen" in names
+    res = blender_shape_keys([{"glb": avatar_dir / "avatar.glb"}], tmp_path)[0]
+    assert res["names"] == ["Basis"] + names
+    np.testing.assert_allclose(res["values"][1:], s["fit"]["expression"], atol=1e-5)
+    rest, moved = res["rest"], res["moved"][names.index("jawOpen")]
+    shift = np.linalg.norm(moved - rest, axis=1)
+    assert shift.max() > 0.01  # metres: the chin drops by more than a centimetre
+    # Blender frame: +Z up, the face towards -Y. What moves lies below the mouth and in front of the neck.
+    mouth_z = np.median(rest[np.argsort(rest[:, 1])[:200], 2])  # height of the front-most points (nose, lips)
+    big = shift > 0.3 * shift.max()
+    assert np.mean(rest[big, 2] < mouth_z) > 0.9
+    assert np.mean(moved[big, 2] < rest[big, 2]) > 0.8  # and it moves down
+
+
 def _assert_clean_failure(proc, out, needle):
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("pnrelight")]
