@@ -1,21 +1,28 @@
 """HDR environment maps in lat-long layout: loading, sampling, SH projection, Phong prefiltering.
 
-Direction convention (the camera frame of the avatar code and ``pnrelight.lights``:
-x right, y up, z towards the viewer; the camera looks down -z). A lat-long map of
-shape (H, W, 3), W = 2 H, stores radiance arriving *from* direction d:
+Directions are in the core world frame (docs/lightstage.md): glTF's, x right, y up, the
+subject faces +z (the camera frame of the avatar code, whose camera looks down -z from +z).
 
-* row coordinate v in [0, 1] (top to bottom) is the polar angle from +y:
-  theta = pi v, so the top row is straight up (+y), the bottom row straight down;
-* column coordinate u in [0, 1] (left to right) is the azimuth phi = 2 pi u about +y,
-  with d = (-sin(phi) sin(theta), cos(theta), cos(phi) sin(theta)).
+Lat-long convention = Blender's / Cycles' (``direction_to_equirectangular``), so a map means
+here what it means as a Blender world texture. A map of shape (H, W, 3), W = 2 H, row 0 at the
+top (as stored in the file), holds the radiance arriving *from* direction d = (x, y, z). With
+Blender's direction D = (X, Y, Z) = (x, -z, y):
 
-So the image centre (u = 0.5) is -z, the scene seen *behind* the subject by the
-camera; u = 0.75 is +x (the viewer's right), u = 0.25 is -x, and the left/right
-edges (u = 0, 1) are +z, the light behind the camera that falls on a face.
-Texel (i, j) has its centre at u = (j + 0.5) / W, v = (i + 0.5) / H.
+* u = 0.5 - atan2(Y, X) / (2 pi) = 0.5 + atan2(z, x) / (2 pi), in [0, 1) left to right;
+* Blender's v = 0.5 + asin(Z) / pi runs bottom to top; our row coordinate t = 1 - v = theta / pi
+  (theta = arccos(y), the polar angle from +y): the top row is straight up, the bottom row down.
+
+Inverse: with phi = 2 pi u, d = (-cos(phi) sin(theta), cos(theta), -sin(phi) sin(theta)).
+Landmarks: the image centre (u = 0.5) is +x (Blender +X), u = 0.25 is -z (Blender +Y, behind
+the subject), u = 0.75 is +z (in front of the subject, where the avatar's camera is), the
+left/right edges (u = 0, 1) are -x. Texel (i, j) has its centre at u = (j + 0.5) / W,
+t = (i + 0.5) / H. Verified against Cycles renders in tests/test_lightstage_layouts.py.
+
+Rotations about the vertical: :func:`rotation_y` (a) is the right-handed rotation by a about
++y (counter-clockwise seen from above), the same as Blender's rotation by a about +Z.
 
 Spherical harmonics are the real order-2 basis (9 functions, orthonormal on the
-sphere) evaluated directly on camera-frame (x, y, z); see :func:`sh_basis`.
+sphere) evaluated directly on world-frame (x, y, z); see :func:`sh_basis`.
 Everything here is numpy only (no torch).
 """
 from __future__ import annotations
@@ -95,15 +102,20 @@ def latlong_directions(height: int, width: int | None = None) -> np.ndarray:
     phi = 2.0 * np.pi * (np.arange(width) + 0.5) / width
     st, ct = np.sin(theta)[:, None], np.cos(theta)[:, None]
     sp, cp = np.sin(phi)[None, :], np.cos(phi)[None, :]
-    return np.stack(np.broadcast_arrays(-sp * st, ct + 0 * sp, cp * st), axis=-1)
+    return np.stack(np.broadcast_arrays(-cp * st, ct + 0 * sp, -sp * st), axis=-1)
 
 
 def directions_to_uv(dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Lat-long (u, v) in [0, 1] of unit directions (..., 3); inverse of :func:`latlong_directions`."""
+    """Lat-long (u, t) in [0, 1] of unit directions (..., 3): u left to right, t = theta / pi top to bottom
+    (Blender's v is 1 - t); inverse of :func:`latlong_directions`."""
     dirs = np.asarray(dirs, dtype=np.float64)
     theta = np.arccos(np.clip(dirs[..., 1], -1.0, 1.0))
-    phi = np.arctan2(-dirs[..., 0], dirs[..., 2])
-    return np.mod(phi / (2.0 * np.pi), 1.0), theta / np.pi
+    return _azimuth_u(dirs[..., 0], dirs[..., 2]), theta / np.pi
+
+
+def _azimuth_u(x, z):
+    """Column coordinate u in [0, 1) of the world-frame azimuth (x, z): Cycles' 0.5 - atan2(Y, X) / (2 pi), Y = -z."""
+    return np.mod(0.5 + np.arctan2(z, x) / (2.0 * np.pi), 1.0)
 
 
 def solid_angles(height: int, width: int | None = None) -> np.ndarray:
@@ -115,7 +127,11 @@ def solid_angles(height: int, width: int | None = None) -> np.ndarray:
 
 
 def rotation_y(angle_deg: float) -> np.ndarray:
-    """3x3 rotation by ``angle_deg`` counter-clockwise about +y (seen from above)."""
+    """3x3 rotation by ``angle_deg`` counter-clockwise about +y (seen from above), right-handed.
+
+    Blender's rotation by the same angle about its +Z. Applied to directions (``d @ R.T``): at 90
+    degrees +x goes to -z and +z to +x. A map turned by a has radiance E(rotation_y(-a) d) at d.
+    """
     a = np.radians(angle_deg)
     c, s = np.cos(a), np.sin(a)
     return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
@@ -141,7 +157,7 @@ def latlong_lookup(dirs: np.ndarray, height: int, width: int):
     d = dirs.reshape(-1, 3)
     norm = np.sqrt(np.einsum("ij,ij->i", d, d))
     d = d / np.maximum(norm, 1e-12)[:, None]
-    x = (np.arctan2(-d[:, 0], d[:, 2]) / (2.0 * np.pi)) % 1.0 * width - 0.5
+    x = _azimuth_u(d[:, 0], d[:, 2]) * width - 0.5
     y = np.clip(np.arccos(np.clip(d[:, 1], -1.0, 1.0)) / np.pi * height - 0.5, 0.0, height - 1.0)
     x0 = np.floor(x).astype(np.int64)
     y0 = np.minimum(np.floor(y).astype(np.int64), max(height - 2, 0))
@@ -181,10 +197,13 @@ def downsample_latlong(env: np.ndarray, height: int) -> np.ndarray:
         env = env[rows][:, cols]
         h = env.shape[0]
     f = h // height
-    weights = solid_angles(h)[..., None]
-    num = (env * weights).reshape(height, f, 2 * height, f, 3).sum(axis=(1, 3))
-    den = weights.reshape(height, f, 2 * height, f, 1).sum(axis=(1, 3))
-    return (num / den).astype(np.float32)
+    # A texel's solid angle depends on its row only: a weighted sum of each band of f rows (one
+    # batched matrix-vector product over the whole map), then plain sums of f columns.
+    edges = np.pi * np.arange(h + 1) / h
+    band = (np.cos(edges[:-1]) - np.cos(edges[1:])).reshape(height, f)
+    rows = np.matmul(band.astype(np.float32)[:, None, :], env.reshape(height, f, -1))  # (height, 1, W * 3)
+    num = rows.reshape(height, 2 * height, f, 3).sum(axis=2)
+    return (num / (f * band.sum(axis=1))[:, None, None]).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- spherical harmonics
@@ -194,7 +213,7 @@ def sh_basis(normals: np.ndarray) -> np.ndarray:
     """Real, orthonormal order-2 spherical harmonics of unit vectors (..., 3) -> (..., 9).
 
     Order: Y00; Y1-1 ~ y, Y10 ~ z, Y11 ~ x; Y2-2 ~ xy, Y2-1 ~ yz, Y20 ~ 3z^2-1, Y21 ~ xz, Y22 ~ x^2-y^2,
-    with (x, y, z) in the camera frame.
+    with (x, y, z) in the world frame (the avatar's camera frame).
     """
     n = np.asarray(normals, dtype=np.float64)
     x, y, z = n[..., 0], n[..., 1], n[..., 2]

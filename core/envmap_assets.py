@@ -33,9 +33,9 @@ radiance integral; negative values clamped to 0).
 {license}
 ```
 
-Lat-long convention (see `pnrelight.envmap`): top row = up (+y), image centre = -z
-(behind the subject as seen by the camera), left/right edges = +z (behind the camera).
-Blender's own world mapping differs; these files are meant for `pnrelight.envmap`.
+Lat-long convention: Blender's (the files are Blender's own maps, only smaller), which is also
+`pnrelight.envmap`'s: top row = up (+y), image centre = +x (Blender +X), u = 0.25 = -z (Blender +Y,
+behind the subject), u = 0.75 = +z (in front of the subject); see docs/lightstage.md.
 """
 
 

@@ -105,7 +105,8 @@ def test_latlong_convention_round_trip_and_landmarks():
     u, v = envmap.directions_to_uv(dirs)
     assert np.allclose(u * 32 - 0.5, np.arange(32)[None, :], atol=1e-9)
     assert np.allclose(v * 16 - 0.5, np.arange(16)[:, None], atol=1e-9)
-    named = {(0.5, 0.5): (0, 0, -1), (0.75, 0.5): (1, 0, 0), (0.25, 0.5): (-1, 0, 0), (0.0, 0.5): (0, 0, 1)}
+    # Blender's convention (docs/lightstage.md): centre +x, u = 0.25 -z (Blender +Y), u = 0.75 +z (front), edges -x.
+    named = {(0.5, 0.5): (1, 0, 0), (0.25, 0.5): (0, 0, -1), (0.75, 0.5): (0, 0, 1), (0.0, 0.5): (-1, 0, 0)}
     for (uu, vv), d in named.items():
         got_u, got_v = envmap.directions_to_uv(np.array(d, float))
         assert (got_u % 1.0, got_v) == pytest.approx((uu, vv))
@@ -390,7 +391,7 @@ def test_relight_follows_the_light_direction_and_rotation():
     normals, mask = sphere(64)
     albedo = np.full(normals.shape, 0.5, np.float32)
     env = np.zeros((32, 64, 3), np.float32)
-    env[14:18, 46:50] = 50.0  # a lamp near u = 0.75: +x, the viewer's right
+    env[14:18, 30:34] = 50.0  # a lamp at u = 0.5: +x, the viewer's right (Blender's lat-long; was u = 0.75)
     out = relight.relight_with_envmap(albedo, normals, np.zeros(mask.shape, np.float32), env)[..., 0]
     right, left = out[:, 40:][mask[:, 40:]].mean(), out[:, :24][mask[:, :24]].mean()
     assert right > 5 * max(left, 1e-6)
@@ -401,9 +402,7 @@ def test_relight_follows_the_light_direction_and_rotation():
 def test_phong_priors_sharpen_with_exponent_and_specular_peaks_at_mirror_direction():
     normals, mask = sphere(96)
     env = np.zeros((32, 64, 3), np.float32)
-    env[:, 31:33] = 0.0
-    env[15:17, 0:1] = 400.0
-    env[15:17, 63:64] = 400.0  # a small lamp straight behind the camera (+z)
+    env[15:17, 47:49] = 400.0  # a small lamp straight behind the camera (+z: u = 0.75 in Blender's lat-long; was u = 0)
     priors = relight.phong_priors(normals, env)
     assert set(priors) == {1, 16, 32, 64}
     centre = (48, 48)  # n = +z, mirror direction = +z: every lobe peaks here

@@ -42,6 +42,8 @@ def read_lp(path: str | os.PathLike) -> LightPositions:
             vec = [float(v) for v in parts[-3:]]
         except ValueError:
             raise InputError(f"{path}:{k}: light direction {parts[-3:]} is not numeric") from None
+        if not all(np.isfinite(vec)):
+            raise InputError(f"{path}:{k}: light direction {parts[-3:]} is not finite (give three finite numbers)")
         names.append(" ".join(parts[:-3]).replace("\\", "/"))
         dirs.append(vec)
     dirs = np.asarray(dirs, dtype=np.float64)

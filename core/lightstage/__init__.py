@@ -1,2 +1,30 @@
 """Virtual light stage: light layouts, the shadowing OLAT renderer, environment relighting from OLAT
-and the dataset format. Conventions (one place): see ``docs/lightstage.md``."""
+and the dataset format. Conventions (one place): see ``docs/lightstage.md``.
+
+* :mod:`.layouts` -- :class:`LightLayout`, presets ("lightstage-x-331", "156", "114", ...),
+  Fibonacci / icosphere layouts, .lp / JSON layouts, spherical Voronoi solid angles, pictures.
+* :mod:`.envlight` -- per-light weights of an environment map and the OLAT weighted sum.
+"""
+from .envlight import compose, light_weights, olat_multipliers, relight, texel_owners
+from .layouts import (
+    DEFAULT_DISTANCE_M,
+    DEFAULT_SIZE_M,
+    PRESET_NOTES,
+    LightLayout,
+    fibonacci_sphere,
+    icosphere,
+    layout_from_json,
+    layout_from_lp,
+    layout_picture,
+    load_layout,
+    make_layout,
+    preset,
+    solid_angles,
+    upper_hemisphere,
+)
+
+__all__ = [
+    "DEFAULT_DISTANCE_M", "DEFAULT_SIZE_M", "PRESET_NOTES", "LightLayout", "compose", "fibonacci_sphere", "icosphere",
+    "layout_from_json", "layout_from_lp", "layout_picture", "light_weights", "load_layout", "make_layout",
+    "olat_multipliers", "preset", "relight", "solid_angles", "texel_owners", "upper_hemisphere",
+]
