@@ -435,9 +435,15 @@ def bake_head_textures(
     L, mass = mesh_laplacian(pos, tg[skin_tri], n)
     graph = _edge_graph(pos, tg[skin_tri], n)
     on_skin = mass > 0
-    # Photo-layer vertices that touch another triangle: the photo layer's border.
+    # Photo-layer vertices that touch another triangle: the photo layer's border. The eyelid margins and
+    # the lips' inner edges, where the face meets the eye and mouth sockets, are not: the photo sees them
+    # up to the opening, so the photo weight neither fades nor is pulled down there.
+    socket_ids = [names.index(p) for p in ("mouth_socket", "eye_socket") if p in names]
+    socket_tri = np.isin(tri_part, socket_ids)
+    sock_v = np.zeros(n, dtype=bool)
+    sock_v[tg[socket_tri].reshape(-1)] = True
     border = np.zeros(n, dtype=bool)
-    border[tg[skin_tri & ~photo_tri].reshape(-1)] = True
+    border[tg[skin_tri & ~photo_tri & ~socket_tri].reshape(-1)] = True
     face_v = np.zeros(n, dtype=bool)
     face_v[tg[photo_tri].reshape(-1)] = True
 
@@ -458,15 +464,16 @@ def bake_head_textures(
     # looks like skin: collars and hair there give way to the skin fill.
     lsum, _, _ = _splat(uv_raster, tris, group, n, np.where(known, like, 0.0) * np.where(face_tex, weight, 0.0))
     like_v = np.where(wsum > 0, lsum / np.maximum(wsum, 1e-12), 0.0)
-    beyond = _beyond_landmarks(model, verts_model, pos)
+    beyond = _beyond_landmarks(model, verts_model, pos, fit=fit, landmarks_px=landmarks_px,
+                               image_shape=None if image_mask is None else image_mask.shape)
     w_v = w_v * (1.0 - beyond * (1.0 - like_v ** 2))
     w_v[~face_v | border] = 0.0
     w_v = _close_pockets(w_v, face_v & ~border, graph, mass, beyond)
-    has = (den > 0) | ~face_v
+    has = (den > 0) | (~face_v & ~sock_v)
     tiny = 1.0 / MEDIAN_LENGTH ** 2 * 1e-3  # keeps the system definite where no texel lands
     a = screened_smooth(L, mass, np.where(has, 1.0 / PHOTO_WEIGHT_LENGTH ** 2, 0.0), w_v[:, None],
                         np.full(n, tiny), np.zeros((n, 1)))[:, 0]
-    alpha_v = _smooth01(a, *PHOTO_WEIGHT_FADE) * _ramp_from(border | (on_skin & ~face_v), graph, BOUNDARY_RAMP)
+    alpha_v = _smooth01(a, *PHOTO_WEIGHT_FADE) * _ramp_from(border | (on_skin & ~face_v & ~sock_v), graph, BOUNDARY_RAMP)
     alpha_v[~face_v] = 0.0
     alpha = np.where(face_tex, interpolate(alpha_v[group], tris, uv_raster), 0.0)
 
@@ -571,13 +578,35 @@ def _inner_face_texels(model, verts_model: np.ndarray, uv_raster: RasterResult, 
     return inside & uv_raster.mask
 
 
-def _beyond_landmarks(model, verts_model: np.ndarray, points: np.ndarray) -> np.ndarray:
+def _beyond_landmarks(model, verts_model: np.ndarray, points: np.ndarray, *, fit=None, landmarks_px=None,
+                      image_shape=None) -> np.ndarray:
     """(n,) in [0, 1]: 0 on the face proper (within LANDMARK_REACH of a mediapipe landmark), rising to 1
-    at twice that distance (scalp, neck, ears)."""
+    at twice that distance (scalp, neck, ears).
+
+    The face proper also takes the front-facing vertices that project inside the detected landmarks'
+    outline (their convex hull): the model has no fixed points for mediapipe's face-oval landmarks, yet
+    the cheeks up to that outline are face.
+    """
     from scipy.spatial import cKDTree
 
     lm = model.landmark_points(verts_model.astype(np.float32))
     lm = lm[np.isfinite(lm[:, 0])]
+    if fit is not None and landmarks_px is not None and image_shape is not None:
+        from .camera import project
+        from .face_model import vertex_normals
+        from .pipeline import landmark_hull_mask
+
+        cam = np.asarray(fit.vertices, dtype=np.float64)
+        facing = (vertex_normals(cam, model.triangles) * -cam).sum(1) > 0
+        px = np.floor(project(cam, fit.focal_px, fit.principal_point)).astype(np.int64)
+        h, w = image_shape[:2]
+        ok = facing & (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)
+        hull = landmark_hull_mask(landmarks_px, (h, w))
+        inside = np.zeros(len(cam), dtype=bool)
+        inside[ok] = hull[px[ok, 1], px[ok, 0]]
+        if model.vertex_part is not None and model.part_names and "face" in model.part_names:
+            inside &= model.vertex_part == model.part_names.index("face")
+        lm = np.concatenate([lm, verts_model[inside].astype(np.float32)])
     if len(lm) < 10:
         return np.zeros(len(points))
     dist, _ = cKDTree(lm).query(points)
