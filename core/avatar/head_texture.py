@@ -435,15 +435,9 @@ def bake_head_textures(
     L, mass = mesh_laplacian(pos, tg[skin_tri], n)
     graph = _edge_graph(pos, tg[skin_tri], n)
     on_skin = mass > 0
-    # Photo-layer vertices that touch another triangle: the photo layer's border. The eyelid margins and
-    # the lips' inner edges, where the face meets the eye and mouth sockets, are not: the photo sees them
-    # up to the opening, so the photo weight neither fades nor is pulled down there.
-    socket_ids = [names.index(p) for p in ("mouth_socket", "eye_socket") if p in names]
-    socket_tri = np.isin(tri_part, socket_ids)
-    sock_v = np.zeros(n, dtype=bool)
-    sock_v[tg[socket_tri].reshape(-1)] = True
+    # Photo-layer vertices that touch another triangle: the photo layer's border.
     border = np.zeros(n, dtype=bool)
-    border[tg[skin_tri & ~photo_tri & ~socket_tri].reshape(-1)] = True
+    border[tg[skin_tri & ~photo_tri].reshape(-1)] = True
     face_v = np.zeros(n, dtype=bool)
     face_v[tg[photo_tri].reshape(-1)] = True
 
@@ -469,11 +463,11 @@ def bake_head_textures(
     w_v = w_v * (1.0 - beyond * (1.0 - like_v ** 2))
     w_v[~face_v | border] = 0.0
     w_v = _close_pockets(w_v, face_v & ~border, graph, mass, beyond)
-    has = (den > 0) | (~face_v & ~sock_v)
+    has = (den > 0) | ~face_v
     tiny = 1.0 / MEDIAN_LENGTH ** 2 * 1e-3  # keeps the system definite where no texel lands
     a = screened_smooth(L, mass, np.where(has, 1.0 / PHOTO_WEIGHT_LENGTH ** 2, 0.0), w_v[:, None],
                         np.full(n, tiny), np.zeros((n, 1)))[:, 0]
-    alpha_v = _smooth01(a, *PHOTO_WEIGHT_FADE) * _ramp_from(border | (on_skin & ~face_v & ~sock_v), graph, BOUNDARY_RAMP)
+    alpha_v = _smooth01(a, *PHOTO_WEIGHT_FADE) * _ramp_from(border | (on_skin & ~face_v), graph, BOUNDARY_RAMP)
     alpha_v[~face_v] = 0.0
     alpha = np.where(face_tex, interpolate(alpha_v[group], tris, uv_raster), 0.0)
 
