@@ -615,10 +615,34 @@ def sh_prefiltered(sh: np.ndarray, height: int = 32) -> dict[int, np.ndarray]:
     from ..envmap import PHONG_EXPONENTS, latlong_directions, prefilter_phong, render_sh, sh_shading_to_radiance
 
     # Order-2 radiance is smooth: a 16-row grid is plenty for the glossy lobes (and 20x cheaper).
-    radiance = np.clip(render_sh(latlong_directions(16), sh_shading_to_radiance(sh)), 0.0, None)
+    d16, dh = latlong_directions(16), latlong_directions(height)
+    radiance = _calm_dark_chroma(render_sh(d16, sh_shading_to_radiance(sh)), d16)
     pre = {int(e): prefilter_phong(radiance, e, height, source_height=16) for e in PHONG_EXPONENTS if e != 1}
-    pre[1] = np.clip(render_sh(latlong_directions(height), sh), 0.0, None).astype(np.float32)
+    pre[1] = _calm_dark_chroma(render_sh(dh, sh), dh).astype(np.float32)
     return pre
+
+
+def _calm_dark_chroma(values: np.ndarray, directions: np.ndarray, lo: float = 0.05, hi: float = 0.3) -> np.ndarray:
+    """Clip a lat-long map of SH values (H, W, 3) at 0 and grey out its colour where it is dark.
+
+    A photo's SH lighting is fitted on the lit, front side of the face; extrapolated to the back and
+    underside its channels ring independently, and after clipping a dim value can be strongly tinted
+    (the back of a turned head came out blue). Below ``hi`` of the brightest luminance the colour fades
+    to the map's mean chromaticity (fully at ``lo``); the luminance itself is kept. ``directions``
+    (H, W, 3) camera frame: towards the camera (+z), where the face's normals point, the colour is kept.
+    """
+    v = np.clip(values, 0.0, None)
+    lum = v.mean(-1, keepdims=True)
+    mean_chroma = v.reshape(-1, 3).sum(0) / max(float(v.sum()), 1e-12) * 3.0
+    t = np.clip((lum / max(float(lum.max()), 1e-12) - lo) / (hi - lo), 0.0, 1.0)
+    t = t * t * (3.0 - 2.0 * t)
+    out = t * v + (1.0 - t) * lum * mean_chroma
+    # The face constrains the light's colour only where its normals point; elsewhere keep it within
+    # +-10 % of the mean chromaticity (the back of the turned head is lit by extrapolation alone).
+    chroma = out / np.maximum(out.mean(-1, keepdims=True), 1e-12)
+    calm = np.clip(chroma, mean_chroma * 0.9, mean_chroma * 1.1)
+    front = np.clip((directions[..., 2:3] + 0.2) / 0.5, 0.0, 1.0)
+    return out.mean(-1, keepdims=True) * (front * chroma + (1.0 - front) * calm)
 
 
 def envmap_prefiltered(env: np.ndarray, exposure_normals: np.ndarray | None = None, height: int = 32,
