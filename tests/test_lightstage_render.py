@@ -230,6 +230,19 @@ def test_box_casts_the_analytic_shadow(backend):
     assert iou >= 0.9 if backend == "raster" else iou >= 0.97
 
 
+@pytest.mark.parametrize("position", [(2.0, 1.5, 0.5), (0.6, 0.8, 0.1)], ids=["outside", "inside-cube-map"])
+def test_point_light_shadow_maps_agree_with_ray_casting(monkeypatch, position):
+    monkeypatch.setattr(R, "_SHADOW_MAP_SIZE", 512)  # coarse maps keep the cube-map case quick
+    mesh, _ = _box_on_plane()
+    masks = []
+    for backend in BACKENDS:
+        g = prepare_view(mesh, orbit_pose(np.array([-0.4, 0.0, 0.0]), 3.0, 25.0, 55.0), _K(96, 110.0), 96, backend=backend)
+        light = point_light(position, 100.0)
+        masks.append(g.mask & (render_olat(g, light)[..., 0] < 0.5 * render_olat(g, light, shadows=False)[..., 0]))
+    assert masks[0].sum() > 300
+    assert (masks[0] & masks[1]).sum() / (masks[0] | masks[1]).sum() >= 0.9
+
+
 def test_soft_shadow_has_a_penumbra():
     mesh, _ = _box_on_plane()
     g = prepare_view(mesh, orbit_pose(np.zeros(3), 6.0, 25.0, 55.0), _K(96, 140.0), 96)
