@@ -780,8 +780,7 @@ def render_lights(gbuf: GBuffer, lights: Iterable[dict], *, shadows: bool = True
 def environment_to_suns(env_latlong: np.ndarray, rows: int = 16) -> list[dict]:
     """Split a lat-long environment into rows x 2 rows cells, one sun per cell with its irradiance.
 
-    Lat-long layout as Cycles (``docs/lightstage.md``): world d = (x, y, z) -> Blender D = (x, -z, y),
-    u = 0.5 - atan2(D_y, D_x) / (2 pi) left to right, v = 0.5 + asin(D_z) / pi bottom to top.
+    Lat-long layout: :mod:`pnrelight.envmap` (Cycles' convention, ``docs/lightstage.md``).
     Each sun points at its cell's radiance-weighted mean direction with per-channel strength
     sum(L x solid angle) (W/m² on a surface facing it); empty cells are dropped.
     """
@@ -795,14 +794,10 @@ def environment_to_suns(env_latlong: np.ndarray, rows: int = 16) -> list[dict]:
         raise InputError("rows must be >= 1")
     h, w = env.shape[:2]
     rows = min(rows, h)
-    el_top = math.pi / 2 - math.pi * np.arange(h) / h
-    omega = (np.sin(el_top) - np.sin(el_top - math.pi / h)) * (2 * math.pi / w)  # (H,) exact texel solid angles
-    el = math.pi / 2 - math.pi * (np.arange(h) + 0.5) / h
-    az = (0.5 - (np.arange(w) + 0.5) / w) * 2 * math.pi
-    X = np.cos(el)[:, None] * np.cos(az)[None, :]
-    Y = np.cos(el)[:, None] * np.sin(az)[None, :]
-    Z = np.broadcast_to(np.sin(el)[:, None], (h, w))
-    dirs = np.stack([X, Z, -Y], axis=-1)  # world (x, y, z) = (X, Z, -Y)
+    from ..envmap import latlong_directions, solid_angles
+
+    dirs = latlong_directions(h, w)  # the project's one lat-long convention (Cycles')
+    omega = solid_angles(h, w)[:, 0]  # (H,) exact texel solid angles
     power = env * omega[:, None, None]  # (H, W, 3) W/m² per texel
     cell = ((np.arange(h) * rows) // h)[:, None] * (2 * rows) + ((np.arange(w) * 2 * rows) // w)[None, :]
     cell = cell.reshape(-1)
