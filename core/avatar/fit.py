@@ -218,7 +218,10 @@ def fit_face(model: FaceModel, points: np.ndarray, image_size: tuple[int, int], 
         {"params": [params["shape"], params["expr"]], "lr": 0.05},
     ])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(iterations, 1), eta_min=1e-4)
-    with torch.enable_grad():
+    from .intrinsics import _torch_threads
+
+    # A few hundred tiny steps: threads only add synchronisation (the fit took 17 CPU-s on a busy box).
+    with torch.enable_grad(), _torch_threads(1):
         for _ in range(iterations):
             opt.zero_grad()
             loss = energy(params)
