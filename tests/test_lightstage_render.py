@@ -276,6 +276,26 @@ def test_head_nose_casts_a_shadow_on_the_far_cheek(head_view, backend):
     assert (shadowed & light_side).sum() <= 0.1 * (shadowed & far_side).sum()
 
 
+def test_head_cast_shadows_agree_between_ray_casting_and_shadow_maps(head_view):
+    """Issue #14's shadow check on a head: the side light's cast shadows (pixels facing the light yet
+    unlit: occluded, not back-facing) from Embree's ray casting against the independent shadow-map
+    backend, as IoU; both renders share one set of pixels (the Embree G-buffer's)."""
+    model, g = head_view
+    L = np.array([0.85, 0.1, 0.5])
+    lit = render_olat(g, sun_light(L, 3.0))[..., 0]
+    facing = g.image(g.normal @ (L / np.linalg.norm(L)).astype(np.float32)) > 0.05
+    ray_cast = g.mask & facing & (lit < 1e-6)
+    g_raster = prepare_view({"vertices": model.vertices, "triangles": model.triangles, "albedo": 0.5, "specular": 0.0},
+                            g.camera_pose, g.K, g.height, backend="raster")
+    lit_r = render_olat(g_raster, sun_light(L, 3.0))[..., 0]
+    facing_r = g_raster.image(g_raster.normal @ (L / np.linalg.norm(L)).astype(np.float32)) > 0.05
+    shadow_map = g_raster.mask & facing_r & (lit_r < 1e-6)
+    both = g.mask & g_raster.mask
+    iou = (ray_cast & shadow_map & both).sum() / max((( ray_cast | shadow_map) & both).sum(), 1)
+    assert ray_cast.sum() > 200  # the nose, ears and jaw cast real shadows
+    assert iou >= 0.9, iou
+
+
 # ----------------------------------------------------------------------------- G-buffer passes
 
 
