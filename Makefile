@@ -12,7 +12,7 @@ export PYOPENGL_PLATFORM ?= egl
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[learn,avatar,io,lightstage,dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[learn,avatar,io,lightstage,scale,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -270,17 +270,66 @@ def _write_png16_rgb(path: Path, arr: np.ndarray) -> None:
         f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 6)) + chunk(b"IEND", b""))
 
 
-def write_exr(path: str | os.PathLike, image: np.ndarray, channels: dict[str, np.ndarray] | None = None) -> None:
-    """Write float32 RGB(A) (or extra named single channels) to an EXR."""
+HALF_MAX = 65504.0  # largest finite float16
+
+
+def write_exr(path: str | os.PathLike, image: np.ndarray, channels: dict[str, np.ndarray] | None = None, *,
+              half: bool = False) -> None:
+    """Write RGB(A) (or extra named single channels) to a ZIP-compressed scanline EXR.
+
+    image : (H, W), (H, W, 3) or (H, W, 4); written as float32, or as half floats with ``half``
+    (values clamped to +-65504 first: half has no larger finite number, and an inf would poison
+    any later sum of frames). The bytes depend only on the pixels (no time stamp), so the same
+    image always gives the same file.
+    """
     import OpenEXR
 
-    image = np.ascontiguousarray(np.asarray(image, dtype=np.float32))
+    dtype = np.float16 if half else np.float32
+
+    def cast(a):
+        a = np.asarray(a, dtype=np.float32)
+        if half:
+            a = np.clip(a, -HALF_MAX, HALF_MAX)
+        return np.ascontiguousarray(a.astype(dtype))
+
+    image = cast(image)
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     if image.ndim == 2:
         chans = {"Y": image}
     else:
         chans = {"RGBA" if image.shape[2] == 4 else "RGB": image}
     if channels:
-        chans.update({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in channels.items()})
+        chans.update({k: cast(v) for k, v in channels.items()})
     with OpenEXR.File(header, chans) as f:
         f.write(str(path))
+
+
+def write_exr_channels(path: str | os.PathLike, channels: dict[str, np.ndarray], *, half: bool = False) -> None:
+    """Write only the named single channels (e.g. ``{"R": depth}``), each (H, W), ZIP-compressed."""
+    import OpenEXR
+
+    dtype = np.float16 if half else np.float32
+    chans = {}
+    for name, a in channels.items():
+        a = np.asarray(a, dtype=np.float32)
+        chans[name] = np.ascontiguousarray((np.clip(a, -HALF_MAX, HALF_MAX) if half else a).astype(dtype))
+    with OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}, chans) as f:
+        f.write(str(path))
+
+
+def exr_info(path: str | os.PathLike) -> dict:
+    """An EXR's layout: ``{"channels": {name: numpy dtype name}, "compression": str, "size": (W, H)}``."""
+    import OpenEXR
+
+    with OpenEXR.File(str(path)) as f:
+        header = f.header()
+        window = header["dataWindow"]
+        size = (int(window[1][0] - window[0][0] + 1), int(window[1][1] - window[0][1] + 1))
+        chans = {}
+        for name, ch in f.channels().items():
+            px = np.asarray(ch.pixels)
+            if len(name) > 1 and px.ndim == 3 and px.shape[2] == len(name):  # grouped RGB(A)
+                chans.update({c: px.dtype.name for c in name})
+            else:
+                chans[name] = px.dtype.name
+        return {"channels": chans, "compression": str(header["compression"]).split(".")[-1], "size": size}
