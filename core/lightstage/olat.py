@@ -77,14 +77,10 @@ def renderer_backend(spec="pnrelight"):
             raise InputError(f"the light stage renderer (pnrelight.lightstage.render) is not in this build ({exc}); "
                              "update pnrelight, or pass --renderer MODULE:CLASS") from None
 
-        own = getattr(render, "gbuffer_passes", None) or getattr(render, "render_passes", None)
-
         def passes(gbuf):
-            g = own(gbuf) if own is not None else gbuf
-            g = g if isinstance(g, dict) else vars(g)
-            pick = lambda *names: next((g[n] for n in names if g.get(n) is not None), None)  # noqa: E731
-            return {"albedo": pick("albedo"), "normal": pick("normal_cam", "normals_cam", "camera_normals", "normal_camera", "normal"),
-                    "depth": pick("depth"), "mask": pick("mask")}
+            g = render.ground_truth_passes(gbuf)
+            depth = np.where(g["mask"], g["depth"], 0.0).astype(np.float32)  # background: 0, not +inf
+            return {"albedo": g["albedo"], "normal": g["normal_camera"], "depth": depth, "mask": g["mask"]}
 
         return Renderer(name="pnrelight.lightstage.render", version=str(getattr(render, "__version__", _version())),
                         load_subject=render.load_subject, prepare_view=render.prepare_view, render_olat=render.render_olat,
