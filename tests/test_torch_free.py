@@ -8,7 +8,8 @@ MODULES = ["pnrelight", "pnrelight.lights", "pnrelight.imageio", "pnrelight.form
            "pnrelight.avatar.raster", "pnrelight.avatar.uv", "pnrelight.avatar.export", "pnrelight.avatar.render",
            "pnrelight.avatar.preview", "pnrelight.avatar.pipeline",
            "pnrelight.rti.fit", "pnrelight.rti.evaluate", "pnrelight.envmap",
-           "pnrelight.lightstage", "pnrelight.lightstage.layouts", "pnrelight.lightstage.envlight"]
+           "pnrelight.lightstage", "pnrelight.lightstage.layouts", "pnrelight.lightstage.envlight",
+           "pnrelight.lightstage.rig"]
 
 
 def test_core_imports_without_torch():

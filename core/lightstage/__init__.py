@@ -4,6 +4,7 @@ and the dataset format. Conventions (one place): see ``docs/lightstage.md``.
 * :mod:`.layouts` -- :class:`LightLayout`, presets ("lightstage-x-331", "156", "114", ...),
   Fibonacci / icosphere layouts, .lp / JSON layouts, spherical Voronoi solid angles, pictures.
 * :mod:`.envlight` -- per-light weights of an environment map and the OLAT weighted sum.
+* :mod:`.rig` -- a layout placed at a radius around a subject, with calibrated light strengths.
 """
 from .envlight import compose, light_weights, olat_multipliers, relight, texel_owners
 from .layouts import (
@@ -12,19 +13,24 @@ from .layouts import (
     PRESET_NOTES,
     LightLayout,
     fibonacci_sphere,
+    from_blender,
     icosphere,
     layout_from_json,
     layout_from_lp,
     layout_picture,
     load_layout,
     make_layout,
+    pose_from_blender,
     preset,
     solid_angles,
+    to_blender,
     upper_hemisphere,
 )
+from .rig import Rig, place_lights, rig_radius
 
 __all__ = [
-    "DEFAULT_DISTANCE_M", "DEFAULT_SIZE_M", "PRESET_NOTES", "LightLayout", "compose", "fibonacci_sphere", "icosphere",
-    "layout_from_json", "layout_from_lp", "layout_picture", "light_weights", "load_layout", "make_layout",
-    "olat_multipliers", "preset", "relight", "solid_angles", "texel_owners", "upper_hemisphere",
+    "DEFAULT_DISTANCE_M", "DEFAULT_SIZE_M", "PRESET_NOTES", "LightLayout", "Rig", "compose", "fibonacci_sphere",
+    "from_blender", "icosphere", "layout_from_json", "layout_from_lp", "layout_picture", "light_weights", "load_layout",
+    "make_layout", "olat_multipliers", "place_lights", "pose_from_blender", "preset", "relight", "rig_radius",
+    "solid_angles", "texel_owners", "to_blender", "upper_hemisphere",
 ]
