@@ -1,11 +1,11 @@
-"""pnrelight RTI planes: import RTI models (PTM, HSH, NeuralRTI) as relightable planes.
+"""pnrelight: import RTI models (PTM, HSH, NeuralRTI) as relightable planes; virtual light stages and OLAT datasets.
 
 A Blender 4.2+ extension (see blender_manifest.toml); the core comes from the bundled
 ``pnrelight`` wheel.
 """
-from . import operators, panel, preferences, properties
+from . import lightstage, operators, panel, preferences, properties
 
-_modules = (preferences, properties, operators, panel)
+_modules = (preferences, properties, operators, panel, lightstage)
 
 
 def register():

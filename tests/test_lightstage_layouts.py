@@ -325,3 +325,58 @@ def test_latlong_convention_matches_cycles(tmp_path):
         err = np.abs(img - expected).max(axis=-1)
         # float32 rounding in Cycles near the poles; a wrong convention is off by a whole block (>= 0.06)
         assert err.max() < 0.02 and np.median(err) < 1e-4, (mapping_deg, err.max())
+
+
+# ----------------------------------------------------------------------------- without scipy (Blender), Blender's axes, rigs
+
+
+@pytest.mark.parametrize("spec", ["ico:12", "ico:642", "156", "114", "lightstage-x-331", 7, 200])
+def test_solid_angles_without_scipy_match_scipy(spec, monkeypatch):
+    layout = load_layout(spec)  # scipy's cells
+    monkeypatch.setitem(sys.modules, "scipy", None)  # as in Blender's Python
+    monkeypatch.setitem(sys.modules, "scipy.spatial", None)
+    assert np.allclose(layouts.solid_angles(layout.directions, hemisphere=layout.hemisphere), layout.solid_angles,
+                       rtol=1e-9, atol=1e-12)
+    octa = np.array([[0, 1, 0], [1, 0, 0], [-1, 0, 0], [0, 0, 1], [0, 0, -1]], float)
+    assert np.allclose(layouts.solid_angles(octa, hemisphere=True), [2 * math.pi / 3] + [math.pi / 3] * 4)
+    rng = np.random.default_rng(3)
+    clustered = np.vstack([[0, 0, 1], rng.normal([0, 0, 1], 0.05, (5, 3)), [1, 0, 0]])  # one cell bigger than a hemisphere
+    with monkeypatch.context() as m:
+        m.delitem(sys.modules, "scipy")
+        m.delitem(sys.modules, "scipy.spatial")
+        reference = layouts.solid_angles(clustered)
+    assert np.allclose(layouts.solid_angles(clustered), reference, rtol=1e-9)
+    _one_line_error(layouts.solid_angles, [[1, 0, 0], [0, 1, 0], [-1, 0, 0], [0, -1, 0]], match="great circle")
+    _one_line_error(layouts.solid_angles, [[0, 1, 0], [1, 0, 0], [1, 0, 0], [0, 0, 1], [0, -1, 0]], match="lights 2 and 3")
+
+
+def test_blender_axes():
+    v = np.array([[1.0, 2.0, 3.0], [0.0, 1.0, 0.0]])
+    assert np.allclose(layouts.to_blender(v), [[1.0, -3.0, 2.0], [0.0, 0.0, 1.0]])  # core up (+y) is Blender's +Z
+    assert np.allclose(layouts.from_blender(layouts.to_blender(v)), v)
+    assert np.allclose(layouts.BLENDER_FROM_CORE @ v.T, layouts.to_blender(v).T)
+    blender_cam = np.eye(4)
+    blender_cam[:3, 3] = [0.0, -2.0, 1.0]  # 2 m in front of the subject (Blender -Y), 1 m up, looking down -Z
+    pose = layouts.pose_from_blender(blender_cam)
+    assert np.allclose(pose[:3, 3], [0.0, 1.0, 2.0]) and np.allclose(-pose[:3, 2], [0.0, -1.0, 0.0])
+    assert np.allclose(pose[:3, :3] @ pose[:3, :3].T, np.eye(3)) and np.linalg.det(pose[:3, :3]) == pytest.approx(1.0)
+
+
+def test_rig_placement_and_calibrated_strengths():
+    from pnrelight.lightstage import rig
+
+    layout = load_layout("114")
+    assert rig.rig_radius(layout) == pytest.approx(layouts.DEFAULT_DISTANCE_M)
+    assert rig.rig_radius(layout, bounding_radius=0.2) == pytest.approx(0.6)
+    assert rig.rig_radius(layout, bounding_radius=0.2, radius=2.0) == 2.0
+    sun = rig.place_lights(layout, 3.0, "sun", 2.0)
+    assert np.allclose(np.linalg.norm(sun.positions, axis=1), 3.0) and np.allclose(sun.positions / 3.0, layout.directions)
+    assert np.allclose(sun.energy, 2.0) and sun.unit == "W/m^2" and np.allclose(sun.size_m, 0.2)
+    assert np.allclose(sun.angle_rad, 2 * np.arctan(0.1 / 3.0))
+    point = rig.place_lights(layout, 0.6, "point", 1.0)
+    # irradiance at the centre P / (4 pi r^2) = the strength
+    assert np.allclose(point.energy / (4 * math.pi * point.distance_m**2), 1.0) and point.unit == "W"
+    area = rig.place_lights(layout, 0.6, "area", 1.0)
+    assert np.allclose(area.energy / (math.pi * area.distance_m**2), 1.0) and "P/pi" in area.calibration
+    for bad in ((layout, 0.0), (layout, 1.0, "spot"), (layout, 1.0, "sun", -1.0)):
+        _one_line_error(rig.place_lights, *bad)

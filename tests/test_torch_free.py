@@ -9,7 +9,8 @@ MODULES = ["pnrelight", "pnrelight.lights", "pnrelight.imageio", "pnrelight.form
            "pnrelight.avatar.preview", "pnrelight.avatar.pipeline",
            "pnrelight.rti.fit", "pnrelight.rti.evaluate", "pnrelight.envmap",
            "pnrelight.lightstage", "pnrelight.lightstage.layouts", "pnrelight.lightstage.envlight",
-           "pnrelight.lightstage.dataset", "pnrelight.lightstage.olat", "pnrelight.lightstage.subjects"]
+           "pnrelight.lightstage.dataset", "pnrelight.lightstage.olat", "pnrelight.lightstage.subjects",
+           "pnrelight.lightstage.rig"]
 
 
 def test_core_imports_without_torch():

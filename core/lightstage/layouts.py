@@ -107,6 +107,34 @@ def make_layout(name: str, directions, *, hemisphere: bool = False, distance_m=D
                        hemisphere=bool(hemisphere), notes=notes)
 
 
+# ----------------------------------------------------------------------------- Blender's frame
+
+# Blender's world is (x, -z, y) of the core's (glTF's) world: +Z up, the subject facing -Y.
+BLENDER_FROM_CORE = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+
+
+def to_blender(vectors) -> np.ndarray:
+    """Core world vectors (..., 3) (+y up, the subject faces +z) in Blender's world: (x, y, z) -> (x, -z, y)."""
+    v = np.asarray(vectors, dtype=np.float64)
+    return np.stack([v[..., 0], -v[..., 2], v[..., 1]], axis=-1)
+
+
+def from_blender(vectors) -> np.ndarray:
+    """Blender world vectors (..., 3) in the core's world: (X, Y, Z) -> (X, Z, -Y) (inverse of :func:`to_blender`)."""
+    v = np.asarray(vectors, dtype=np.float64)
+    return np.stack([v[..., 0], v[..., 2], -v[..., 1]], axis=-1)
+
+
+def pose_from_blender(matrix) -> np.ndarray:
+    """A 4x4 object-to-world matrix of Blender's world as one of the core's world. A Blender camera's
+    own axes are OpenGL's (it looks down its -Z, +Y up), so a camera's matrix becomes the core's
+    camera-to-world ``pose``."""
+    m = np.asarray(matrix, dtype=np.float64)
+    out = m.copy()
+    out[:3, :] = BLENDER_FROM_CORE.T @ m[:3, :]
+    return out
+
+
 # ----------------------------------------------------------------------------- generators
 
 
@@ -193,8 +221,6 @@ def solid_angles(directions, hemisphere: bool = False) -> np.ndarray:
     Raises InputError for zero, non-finite or duplicate directions, lights below the horizon in a
     hemisphere layout, and sets whose cells are degenerate (e.g. all lights on one great circle).
     """
-    from scipy.spatial import SphericalVoronoi
-
     dirs = _unit_directions(directions)
     n = len(dirs)
     _check_duplicates(dirs)
@@ -219,7 +245,14 @@ def solid_angles(directions, hemisphere: bool = False) -> np.ndarray:
     if n == 1 and not hemisphere:
         return np.array([4.0 * math.pi])
     try:
-        areas = SphericalVoronoi(points, radius=1.0, center=np.zeros(3), threshold=1e-9).calculate_areas()
+        from scipy.spatial import SphericalVoronoi
+    except ImportError:  # Blender's Python has no scipy: the same cells, clipped one by one
+        SphericalVoronoi = None
+    try:
+        if SphericalVoronoi is None:
+            areas = _voronoi_areas(points, n)
+        else:
+            areas = SphericalVoronoi(points, radius=1.0, center=np.zeros(3), threshold=1e-9).calculate_areas()
     except Exception as exc:  # noqa: BLE001 - qhull/scipy errors on degenerate input
         raise InputError(f"the {n} light directions do not make spherical Voronoi cells ({_first_line(exc)}); "
                          "use at least 4 lights not all on one great circle") from None
@@ -471,12 +504,110 @@ def _unit_directions(directions, *, what: str = "light") -> np.ndarray:
 
 
 def _check_duplicates(dirs: np.ndarray) -> None:
-    from scipy.spatial import cKDTree
-
-    pairs = cKDTree(dirs).query_pairs(DUPLICATE_TOL_RAD, output_type="ndarray")
+    try:
+        from scipy.spatial import cKDTree
+    except ImportError:  # no scipy (Blender): chord lengths in blocks of rows
+        pairs = []
+        for start in range(0, len(dirs), 1024):
+            chord2 = 2.0 - 2.0 * (dirs[start:start + 1024] @ dirs.T)
+            i, j = np.nonzero(chord2 < DUPLICATE_TOL_RAD**2)
+            keep = start + i < j
+            if keep.any():
+                pairs = [(start + int(i[keep][0]), int(j[keep][0]))]
+                break
+    else:
+        pairs = cKDTree(dirs).query_pairs(DUPLICATE_TOL_RAD, output_type="ndarray")
     if len(pairs):
         i, j = sorted(int(v) + 1 for v in pairs[0])
         raise InputError(f"lights {i} and {j} have the same direction (remove one of them)")
+
+
+def _voronoi_areas(points: np.ndarray, count: int) -> np.ndarray:
+    """Spherical Voronoi cell areas of the first ``count`` unit ``points``, without scipy.
+
+    The sphere is split into the six faces of a cube (seen from the centre); on each face a cell is
+    the face cut by the bisecting great circles with the other points, nearest first, until the
+    next bisector lies beyond the cell (the bisector with point j lies half their angle from p; the
+    cell reaches no further than its farthest vertex). A cell that stays inside its own face needs
+    no other face. Area: a fan of spherical triangles (Van Oosterom & Strackee's formula).
+    """
+    if len(points) < 4 or np.linalg.matrix_rank(points, tol=1e-9) < 3:
+        raise ValueError("fewer than 4 points, or all on one great circle")
+    areas = np.zeros(count)
+    for i in range(count):
+        p = points[i]
+        cos_ij = points @ p
+        order = np.argsort(-cos_ij, kind="stable")[1:]
+        axis = int(np.argmax(np.abs(p)))
+        own = 2 * axis + (p[axis] < 0)
+        for face in [own] + [f for f in range(6) if f != own]:
+            part, on_face_edge = _clip_face(face, p, points, order, cos_ij)
+            areas[i] += _polygon_area(part)
+            if face == own and not on_face_edge:
+                break  # the whole cell lies on its own face
+    return areas
+
+
+def _clip_face(face: int, p, points, order, cos_ij):
+    """The part of p's cell on a cube face (face = 2 * axis + (1 if the face is at -axis)), as unit
+    vertices in order, and whether it touches the face's edge.
+
+    The polygon is kept as its edges' great-circle planes (normals pointing inside); each vertex is
+    the cross product of its two edges' normals (on the face's side), so vertices stay exact.
+    """
+    axis, sign = face // 2, (-1.0 if face % 2 else 1.0)
+    c, a1, a2 = (np.eye(3)[(axis + k) % 3] for k in range(3))
+    c = sign * c
+    edges = [c - a2, c + a1, c + a2, c - a1]  # |x . a1| <= x . c and |x . a2| <= x . c
+    face_edge = [True] * 4
+    verts = _vertices(edges, c)
+    for j in order:
+        if np.arccos(np.clip(cos_ij[j], -1.0, 1.0)) > 2.0 * np.arccos(np.clip(verts @ p, -1.0, 1.0)).max() + 1e-12:
+            break  # this bisector, and every later one, lies beyond the cell
+        n = p - points[j]  # keep the side nearer to p: x . n >= 0
+        inside = verts @ n >= 0
+        if inside.all():
+            continue
+        new_edges, new_face_edge = [], []
+        for k in range(len(edges)):  # edge k runs from vertex k to vertex k + 1
+            start, end = inside[k], inside[(k + 1) % len(edges)]
+            if start or end:
+                new_edges.append(edges[k])
+                new_face_edge.append(face_edge[k])
+            if start and not end:
+                new_edges.append(n)
+                new_face_edge.append(False)
+        # a bisector along an edge (symmetric layouts) makes two edges on one plane: keep one
+        unit = [e / np.linalg.norm(e) for e in new_edges]
+        keep = [k for k in range(len(unit)) if unit[k] @ unit[k - 1] < 1.0 - 1e-12]
+        if len(keep) < 3:
+            return np.zeros((0, 3)), False
+        edges, face_edge = [new_edges[k] for k in keep], [new_face_edge[k] for k in keep]
+        verts = _vertices(edges, c)
+        if not np.isfinite(verts).all():  # opposite edges met: nothing of the face is left
+            return np.zeros((0, 3)), False
+    return verts, any(face_edge)
+
+
+def _vertices(edges, side) -> np.ndarray:
+    """Vertex k of a spherical polygon given by its edges' plane normals: on edges k - 1 and k, on
+    the hemisphere around ``side``."""
+    normals = np.array(edges)
+    x = np.cross(np.roll(normals, 1, axis=0), normals)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x * np.sign(x @ side)[:, None]
+
+
+def _polygon_area(poly: np.ndarray) -> float:
+    """Area of a convex spherical polygon (unit vertices in order, within a cube face): a fan from
+    its normalised vertex mean."""
+    if len(poly) < 3:
+        return 0.0
+    c = poly.sum(axis=0)
+    c /= np.linalg.norm(c)
+    a, b = poly, np.roll(poly, -1, axis=0)
+    triple = np.abs(np.einsum("ij,ij->i", a, np.cross(b, c)))
+    return float(2.0 * np.arctan2(triple, 1.0 + a @ c + b @ c + np.einsum("ij,ij->i", a, b)).sum())
 
 
 def _per_light(value, n: int, what: str, name: str) -> np.ndarray:
