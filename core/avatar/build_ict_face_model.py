@@ -413,17 +413,9 @@ def build_ict_head(source: str | os.PathLike, num_identity: int = NUM_IDENTITY) 
 
 
 def save_ict_head(path: str | os.PathLike, arrays: dict, **metadata: str) -> Path:
-    from ..atomic import atomic_output_file
+    from .face_model import write_asset_npz
 
-    out = dict(arrays)
-    for k, v in metadata.items():
-        out[f"meta_{k}"] = np.array(str(v))
-    path = Path(path)
-    with atomic_output_file(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **out)
-        os.chmod(tmp, 0o644)
-    return path
+    return write_asset_npz(path, arrays, **metadata)
 
 
 def draw_figures(model: FaceModel, reg: dict, out_dir: str | os.PathLike, size: int = 1024) -> list[Path]:

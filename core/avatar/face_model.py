@@ -268,8 +268,14 @@ def save_face_model(path: str | os.PathLike, model: FaceModel, *, basis_dtype=np
     if model.vertex_part is not None:
         arrays["vertex_part"] = model.vertex_part.astype(np.int8)
         arrays["part_names"] = np.array(model.part_names or [], dtype=str)
-    for key, value in metadata.items():
-        arrays[f"meta_{key}"] = np.array(str(value))
+    return write_asset_npz(path, arrays, **metadata)
+
+
+def write_asset_npz(path: str | os.PathLike, arrays: dict, **metadata: str) -> Path:
+    """Write ``arrays`` (plus ``meta_<key>`` strings) as a compressed ``.npz`` asset, atomically, mode 0644."""
+    from ..atomic import atomic_output_file
+
+    arrays = {**arrays, **{f"meta_{k}": np.array(str(v)) for k, v in metadata.items()}}
     path = Path(path)
     with atomic_output_file(path) as tmp:
         with open(tmp, "wb") as f:
