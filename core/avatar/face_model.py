@@ -250,8 +250,6 @@ def save_face_model(path: str | os.PathLike, model: FaceModel, *, basis_dtype=np
 
     basis_dtype : storage type of the shape/expression bases (float16 halves a large model's asset).
     """
-    from ..atomic import atomic_output_file
-
     arrays = dict(vertices=model.vertices.astype(np.float32), triangles=model.triangles.astype(np.int32),
                   uvs=model.uvs.astype(np.float32), landmark_faces=model.landmark_faces.astype(np.int32),
                   landmark_bary=model.landmark_bary.astype(np.float32), name=np.array(model.name))
