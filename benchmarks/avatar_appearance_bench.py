@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pnrelight import envmap
-from pnrelight.avatar import intrinsics, relight
+from pnrelight.avatar import intrinsics
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -101,11 +101,6 @@ def main() -> None:
     frame_n[window] = np.where(mask[..., None], smooth, frame_n[window])
     _, t = timed(intrinsics.decompose, frame, frame_n, frame_m)
     rows.append(("decompose, same face in a 1920x1080 frame", t, ""))
-    env = envmap.load_envmap(envmap.default_envmaps()[0])
-    pre, t = timed(envmap.prefilter_phong_set, env)
-    rows.append(("prefilter_phong_set (1/16/32/64, 32x64 out)", t, ""))
-    img, t = timed(relight.shade_phong, result.albedo, result.normals, result.specular, pre)
-    rows.append(("shade_phong", t, ""))
 
     print(f"appearance stage, {args.size}x{args.size}, torch {torch.__version__}, {platform.processor() or platform.machine()}")
     print(f"{'stage':48s} {'seconds':>8s}  notes")

@@ -49,8 +49,7 @@ def measure(photo: np.ndarray, model: str) -> dict:
 
     t = time.perf_counter()
     rec = reconstruct(photo, face_model_path=model, texture_size=1024)
-    rr = rerender_photo(rec.model, rec.fit, rec.textures, rec.intrinsics.sh, rec.photo.shape[:2], max_texels=512,
-                        image_raster=rec.raster)
+    rr = rerender_photo(rec.model, rec.fit, rec.textures, rec.light, rec.photo.shape[:2])
     m = rr["mask"] & rec.face_mask & landmark_hull_mask(rec.face.points, rec.photo.shape[:2])
     return {"landmark_residual_px": round(float(rec.fit.landmark_residual_px), 3),
             "rerender_psnr_db": round(psnr(rr["image"], rec.photo, m), 3), "rerender_ssim": round(ssim(rr["image"], rec.photo, m), 4),

@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     rec = reconstruct(photo, texture_size=args.texture_size, seed=args.seed)
 
     # --- 2. astronaut re-rendered from its textures
-    rr = rerender_photo(rec.model, rec.fit, rec.textures, rec.intrinsics.sh, rec.photo.shape[:2])
+    rr = rerender_photo(rec.model, rec.fit, rec.textures, rec.light, rec.photo.shape[:2])
     m = rr["mask"] & rec.face_mask
     h, w = rec.photo.shape[:2]
     r = rasterize_camera(np.asarray(rec.fit.vertices, np.float64), rec.model.triangles, rec.fit.focal_px, rec.fit.principal_point, h, w)

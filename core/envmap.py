@@ -344,9 +344,3 @@ def prefilter_phong(env: np.ndarray, exponent: float, out_height: int = 32, *, s
         f = (x - x0)[None, :, None]
         out = rows[:, x0 % sw] * (1 - f) + rows[:, (x0 + 1) % sw] * f
     return np.clip(out, 0.0, None).astype(np.float32)
-
-
-def prefilter_phong_set(env: np.ndarray, exponents=PHONG_EXPONENTS, out_height: int = 32) -> dict[int, np.ndarray]:
-    """{exponent: prefiltered lat-long map} for the Phong prior exponents (default 1, 16, 32, 64)."""
-    env = as_latlong(env)
-    return {int(e): prefilter_phong(env, e, out_height) for e in exponents}

@@ -1,9 +1,9 @@
 """Regenerate the head-texture figures of docs/avatar.md: the astronaut on the ICT-FaceKit head.
 
-Run: PYOPENGL_PLATFORM=egl .venv/bin/python docs/make_head_figures.py [--texture-size 1024]
+Run: .venv/bin/python docs/make_head_figures.py [--texture-size 1024]
 Writes docs/images/ict_albedo_astronaut.png (the atlas: albedo, photo weight, normals, specular)
 and docs/images/ict_head_astronaut_views.png (turntable: unlit albedo, and relit by the shipped "studio" map
-the way the pipeline's relit renders are).
+the way the pipeline's relit renders are: ``pnrelight.lightstage.render``, shadows on).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 from pnrelight.avatar import face_model, pipeline  # noqa: E402
 from pnrelight.avatar.color import linear_to_srgb  # noqa: E402
 from pnrelight.avatar.preview import contact_sheet  # noqa: E402
-from pnrelight.avatar.render import TexturedRenderer, framing, orbit_pose  # noqa: E402
+from pnrelight.avatar.render import framing  # noqa: E402
 from pnrelight.imageio import write_image  # noqa: E402
 
 OUT = REPO / "docs" / "images"
@@ -48,29 +48,21 @@ def main(argv=None) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     write_image(OUT / "ict_albedo_astronaut.png", contact_sheet(atlas, columns=2, tile=512))
 
-    # Turntable in the photo's camera frame (yaw 0 = the photo's view), as the pipeline's renders.
+    # Turntable about the photo camera's +y (yaw 0 = the photo's view), as the pipeline's renders.
+    from pnrelight.lightstage.render import ground_truth_passes
+
     verts = np.asarray(rec.fit.vertices, dtype=np.float64)
-    tris = rec.model.triangles
-    from dataclasses import replace
-
-    from pnrelight.avatar.relight import tone_map_highlights
-
-    surface = pipeline.texel_surface(rec.model, rec.fit, tex, tex["uv_raster"])
-    surface = replace(surface, specular=surface.specular * np.float32(pipeline.RELIGHT_SPECULAR_SCALE))
+    mesh = pipeline.avatar_mesh(rec.model, rec.fit, tex)
     (name, env), = pipeline._load_relight_envmaps(None)[:1]
-    light = pipeline.envmap_prefiltered(env, surface.normals[surface.normals[:, 2] > 0.3])
     center, distance = framing(verts, yfov_deg=25.0, margin=1.05)
     to_camera = -center / np.linalg.norm(center)
-    base = float(np.degrees(np.arctan2(to_camera[0], to_camera[2])))
+    orbit = pipeline._Orbit(pipeline.camera_to_model(rec.fit), center, distance, float(np.degrees(np.arctan2(to_camera[0], to_camera[2]))))
+    suns = pipeline.environment_suns(env, orbit.view(mesh, 0.0, 320))  # one exposure (the front view's) for every yaw
     unlit, lit = [], []
-    with TexturedRenderer((320, 320), yfov_deg=25.0, background=1.0) as renderer:
-        for yaw in YAWS:
-            pose = orbit_pose(center, distance, base + yaw)
-            img, _ = renderer.render(verts, tris, rec.model.uvs, linear_to_srgb(tex["albedo"]), pose)
-            unlit.append((f"albedo, yaw {yaw}", img))
-            colour = tone_map_highlights(pipeline.shade_texels(surface, pose[:3, 3], light))
-            img, _ = renderer.render(verts, tris, rec.model.uvs, linear_to_srgb(colour), pose)
-            lit.append((f"relit ({name}), yaw {yaw}", img))
+    for yaw in YAWS:
+        g = orbit.view(mesh, float(yaw), 320)
+        unlit.append((f"albedo, yaw {yaw}", pipeline._display(g, ground_truth_passes(g)["albedo"])))
+        lit.append((f"relit ({name}), yaw {yaw}", pipeline._display(g, pipeline._shade(g, suns, True), tone_map=True)))
     write_image(OUT / "ict_head_astronaut_views.png", contact_sheet(unlit + lit, columns=len(YAWS), tile=320))
     print("wrote", OUT / "ict_albedo_astronaut.png", OUT / "ict_head_astronaut_views.png")
 

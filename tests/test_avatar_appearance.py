@@ -1,4 +1,4 @@
-"""Appearance stage of the avatar: colour, environment maps, SH lighting, albedo, SfS, specular, Phong relighting.
+"""Appearance stage of the avatar: colour, environment maps, SH lighting, albedo, SfS, specular, display tone mapping.
 
 Everything runs on small synthetic spheres with known ground truth.
 """
@@ -298,7 +298,7 @@ def test_specular_map_recovers_the_specular_reflectance_of_a_glossy_patch():
     sh = np.zeros((9, 3))
     sh[0], sh[1], sh[2], sh[3] = 0.9, 0.2, 0.5, -0.2  # mostly frontal light
     shading = envmap.render_sh(normals, sh)
-    mirror = relight.reflect((0, 0, 1), normals)
+    mirror = 2.0 * normals[..., 2:3] * normals - np.array([0.0, 0.0, 1.0], np.float32)  # reflect the view (+z)
     incoming = np.clip(envmap.render_sh(mirror, envmap.sh_shading_to_radiance(sh)), 0, None)
     patch = mask & ((u - 70) ** 2 + (v - 55) ** 2 < 8**2)
     ks = np.where(patch, 0.3, 0.0).astype(np.float32)
@@ -374,58 +374,6 @@ def test_decompose_chain_on_a_lit_sphere():
     assert angular_error_deg(result.normals, normals, mask) < 2.0
 
 
-# ----------------------------------------------------------------------------- Phong relighting
-
-
-def test_relight_constant_environment_is_albedo_times_radiance():
-    normals, mask = sphere(64)
-    albedo = np.full(normals.shape, 0.5, np.float32)
-    env = np.full((16, 32, 3), 0.8, np.float32)
-    out = relight.relight_with_envmap(albedo, normals, np.zeros(mask.shape, np.float32), env)
-    assert np.allclose(out[mask], 0.4, atol=1e-4) and np.all(out[~mask] == 0)
-    spec = relight.relight_with_envmap(albedo, normals, np.full(mask.shape, 0.25, np.float32), env)
-    assert np.allclose(spec[mask], 0.4 + 0.25 * 0.8, atol=1e-4)  # lobe weights sum to 1
-
-
-def test_relight_follows_the_light_direction_and_rotation():
-    normals, mask = sphere(64)
-    albedo = np.full(normals.shape, 0.5, np.float32)
-    env = np.zeros((32, 64, 3), np.float32)
-    env[14:18, 30:34] = 50.0  # a lamp at u = 0.5: +x, the viewer's right (Blender's lat-long; was u = 0.75)
-    out = relight.relight_with_envmap(albedo, normals, np.zeros(mask.shape, np.float32), env)[..., 0]
-    right, left = out[:, 40:][mask[:, 40:]].mean(), out[:, :24][mask[:, :24]].mean()
-    assert right > 5 * max(left, 1e-6)
-    turned = relight.relight_with_envmap(albedo, normals, np.zeros(mask.shape, np.float32), env, rotation_deg=180)[..., 0]
-    assert turned[:, :24][mask[:, :24]].mean() > 5 * max(turned[:, 40:][mask[:, 40:]].mean(), 1e-6)
-
-
-def test_phong_priors_sharpen_with_exponent_and_specular_peaks_at_mirror_direction():
-    normals, mask = sphere(96)
-    env = np.zeros((32, 64, 3), np.float32)
-    env[15:17, 47:49] = 400.0  # a small lamp straight behind the camera (+z: u = 0.75 in Blender's lat-long; was u = 0)
-    priors = relight.phong_priors(normals, env)
-    assert set(priors) == {1, 16, 32, 64}
-    centre = (48, 48)  # n = +z, mirror direction = +z: every lobe peaks here
-    for k, img in priors.items():
-        assert np.unravel_index(np.argmax(img[..., 0]), mask.shape) == pytest.approx(centre, abs=3), k
-    area = [float((priors[k][..., 0] > 0.5 * priors[k][..., 0].max()).sum()) for k in (1, 16, 32, 64)]
-    assert area[0] > area[1] > area[2] > area[3]
-
-
-def test_shade_phong_rejects_missing_lobes():
-    normals, mask = sphere(16)
-    with pytest.raises(ValueError, match="lacks exponents"):
-        relight.shade_phong(np.ones_like(normals), normals, np.ones(mask.shape), {1: np.ones((8, 16, 3))})
-
-
-def test_relight_with_a_shipped_envmap_path():
-    normals, mask = sphere(48)
-    albedo = np.full(normals.shape, 0.5, np.float32)
-    path = envmap.default_envmaps()[0]
-    out = relight.relight_with_envmap(albedo, normals, np.full(mask.shape, 0.1, np.float32), path, rotation_deg=30)
-    assert np.isfinite(out).all() and out[mask].min() >= 0 and out[mask].mean() > 0
-
-
 # ----------------------------------------------------------------------------- face-specific robustness and display
 
 
@@ -459,16 +407,18 @@ def test_decompose_keeps_protected_features_out_of_the_light_fit_and_dark():
     assert np.allclose(ratio, 0.5, atol=0.03)  # kept as albedo, not blended towards the skin around it
 
 
-def test_specular_map_is_consistent_with_the_sh_rerender():
-    # a glossy patch under the SH light: re-rendering albedo * shading + k_s * glossy lobes gives the image back
-    from pnrelight.avatar.pipeline import sh_prefiltered
-
+def test_specular_map_is_consistent_with_its_phong_yardstick():
+    # a glossy patch under the SH light: albedo * shading + k_s * the weighted Phong lobes of the SH radiance
+    # (intrinsics.SPECULAR_LOBE_WEIGHTS, PN-Relighting's glossy priors) gives the image back
     normals, mask = sphere(96)
     albedo = np.array([0.55, 0.4, 0.3], np.float32)
     grey_sh = TRUE_SH[:, 1:2].repeat(3, 1) * 0.6  # white light: the highlight is white
     shading = envmap.render_sh(normals, grey_sh).astype(np.float32)
     ks_true = np.where(mask, 0.15, 0.0).astype(np.float32)
-    glossy = sum(w * relight.phong_priors(normals, sh_prefiltered(grey_sh))[k] for k, w in relight.DEFAULT_SPECULAR_WEIGHTS.items() if w)
+    radiance = np.clip(envmap.render_sh(envmap.latlong_directions(16), envmap.sh_shading_to_radiance(grey_sh)), 0, None)
+    mirror = 2.0 * normals[..., 2:3] * normals - np.array([0.0, 0.0, 1.0], np.float32)
+    glossy = sum(w * envmap.sample_latlong(envmap.prefilter_phong(radiance, k, 32, source_height=16), mirror)
+                 for k, w in intrinsics.SPECULAR_LOBE_WEIGHTS.items())
     img = albedo * shading + ks_true[..., None] * glossy
     front = mask & (normals[..., 2] > 0.5)
     ks = intrinsics.specular_map(img, albedo, shading, mask, normals=normals, sh=grey_sh)
@@ -485,17 +435,6 @@ def test_tone_map_highlights_keeps_mid_tones_and_hue():
         assert np.allclose(y[k] / y[k].max(), x[k] / x[k].max(), atol=1e-6)  # hue (channel ratios) kept
     ramp = relight.tone_map_highlights(np.linspace(0, 2, 201, dtype=np.float32)[:, None].repeat(3, 1))[:, 0]
     assert np.all(np.diff(ramp) > 0) and np.abs(np.diff(ramp, 2)).max() < 2e-3  # monotonic and smooth at the knee
-
-
-def test_relight_exposure_gives_the_face_the_same_mean_shading_under_every_map():
-    from pnrelight.avatar.pipeline import RELIGHT_MEAN_SHADING, envmap_prefiltered
-
-    normals, mask = sphere(48)
-    facing = normals[mask & (normals[..., 2] > 0.3)]
-    for path in envmap.default_envmaps()[:4]:
-        pre = envmap_prefiltered(envmap.load_envmap(path), facing)
-        level = intrinsics.luminance(envmap.sample_latlong(pre[1], facing)).mean()
-        assert level == pytest.approx(RELIGHT_MEAN_SHADING, rel=1e-3), path.stem
 
 
 def test_facial_feature_mask_covers_eyes_brows_and_lips_only():

@@ -100,6 +100,14 @@ def test_textures_have_sane_content(avatar_dir):
     for y in ("-090", "+090", "+180"):
         assert (views[y].max(-1) < 0.97).mean() > 0.03, y  # something is seen from the side and from behind
     assert np.abs(views["-045"] - views["+045"]).mean() > 0.02  # different viewpoints, different pictures
+    relit = {p.stem: read_image(p) for p in sorted((avatar_dir / "renders").glob("relit_*.png"))}
+    front = views["+000"].max(-1) < 0.97
+    for name, img in relit.items():
+        assert 0.2 < img[front].mean() < 0.8, name  # well exposed: neither dark nor washed out
+    names = sorted(relit)
+    for k, a in enumerate(names):
+        for b in names[k + 1:]:
+            assert np.abs(relit[a] - relit[b])[front].mean() > 0.02, (a, b)  # each map lights the head its own way
 
 
 @pytest.mark.slow
@@ -122,30 +130,136 @@ def test_turntable_frames_and_gif(avatar_dir):
     assert first.shape == (512, 512, 3) and np.abs(first - read_image(frames[1])).mean() < 0.02  # 256 colours, dithered
 
 
-def test_turntable_lighting_turns_with_the_camera():
-    """A turntable view at yaw a (camera and light turned by a about +y) sees what the front view sees."""
-    from pnrelight.avatar.pipeline import TexelSurface, shade_texels, sh_prefiltered
+def _fake_fit(verts_model, yaw_deg=20.0, tilt_deg=10.0, distance=0.6):
+    """A FaceFit stand-in: the model turned and tilted in front of the photo's camera (model -> camera: R v + t)."""
+    from types import SimpleNamespace
+
     from pnrelight.envmap import rotation_y
 
-    rng = np.random.default_rng(0)
-    n = rng.normal(size=(400, 3))
-    n[:, 2] = np.abs(n[:, 2])
-    n /= np.linalg.norm(n, axis=1, keepdims=True)
-    pos = rng.normal(0, 0.05, (400, 3)) + [0, 0, -0.6]
+    a = np.radians(tilt_deg)
+    tilt = np.array([[1.0, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    R = tilt @ rotation_y(yaw_deg)
+    t = np.array([0.0, 0.0, -distance])
+    return SimpleNamespace(vertices=(np.asarray(verts_model, np.float64) @ R.T + t).astype(np.float32), rotation=R, translation=t,
+                           focal_px=600.0, principal_point=np.array([128.0, 128.0]))
+
+
+def _side_sh():
     sh = np.zeros((9, 3))
-    sh[0], sh[1], sh[3] = 0.6, 0.2, (0.3, 0.1, -0.1)  # brighter from +y and +x: not symmetric about the y axis
-    light = sh_prefiltered(sh)
-    centre, eye = np.array([0.0, 0.0, -0.6]), np.zeros(3)
+    sh[0], sh[1], sh[3] = 0.6, 0.15, (0.45, 0.35, 0.3)  # brighter from +x (and +y): not symmetric about the y axis
+    return sh
 
-    def shade(R, yaw):
-        surf = TexelSurface(size=20, index=np.arange(400), positions=(pos - centre) @ R.T + centre, normals=(n @ R.T).astype(np.float32),
-                            albedo=np.full((400, 3), 0.6, np.float32), specular=np.full(400, 0.5, np.float32), nearest=np.arange(400))
-        return shade_texels(surf, (eye - centre) @ R.T + centre, light, rotation_deg=yaw)
 
-    front = shade(np.eye(3), 0.0)
+def test_photo_light_is_non_negative_and_gives_the_sh_shading_back():
+    from pnrelight.avatar.pipeline import _calm_dark_chroma, photo_light
+    from pnrelight.envmap import latlong_directions, render_sh, sh_shading_to_radiance, solid_angles
+
+    sh = _side_sh()
+    rng = np.random.default_rng(0)
+    face = rng.normal(size=(3000, 3)) * [0.4, 0.4, 1.0]
+    face[:, 2] = np.abs(face[:, 2])
+    face /= np.linalg.norm(face, axis=1, keepdims=True)  # normals of a face turned to the camera (+z)
+    light = photo_light(sh, face)
+    assert light.shape == (8, 16, 3) and light.min() >= 0 and 10 < (light.max(-1) > 0).sum() <= 128
+    # Its diffuse shading (one sun per texel, as the renderer casts it) is the SH shading on the face ...
+    cells = latlong_directions(8).reshape(-1, 3)
+    shading = np.clip(face @ cells.T, 0, None) * solid_angles(8).reshape(-1) / np.pi @ light.reshape(-1, 3)
+    target = _calm_dark_chroma(render_sh(face, sh), face)
+    err = np.abs(shading - target).mean() / target.mean()
+    assert err < 0.03
+    # ... which the clipped SH radiance misses: clipping adds light where the band-limited radiance is negative.
+    clipped = np.clip(render_sh(latlong_directions(8), sh_shading_to_radiance(sh)), 0, None).reshape(-1, 3)
+    naive = np.clip(face @ cells.T, 0, None) * solid_angles(8).reshape(-1) / np.pi @ clipped
+    assert np.abs(naive - target).mean() / target.mean() > 2 * err
+
+
+def test_turntable_lighting_turns_with_the_camera():
+    """A turntable view at yaw a (camera and the photo's light turned by a about the photo camera's +y) of a
+    sphere sees what the front view sees; a light fixed in the world does not."""
+    from avatar_synthetic import ellipsoid_mesh
+
+    from pnrelight.avatar.pipeline import _orbit, _shade, photo_light, photo_light_suns
+
+    v, tris = ellipsoid_mesh(48, 96, (0.09, 0.09, 0.09))
+    fit = _fake_fit(v)
+    mesh = {"vertices": v, "triangles": tris, "albedo": 0.6, "specular": 0.04, "roughness": 0.5}
+    light = photo_light(_side_sh())
+    orbit = _orbit(fit)
+
+    def view(yaw, light_yaw):
+        g = orbit.view(mesh, yaw, 64)
+        return g.mask, _shade(g, photo_light_suns(light, fit, light_yaw), shadows=True)
+
+    mask, front = view(0.0, 0.0)
+    assert mask.mean() > 0.3 and front[mask].mean() > 0.05
     for yaw in (45.0, 90.0, 180.0):
-        np.testing.assert_allclose(shade(rotation_y(yaw), yaw), front, atol=2e-3)
-    assert np.abs(shade(rotation_y(90.0), 0.0) - front).max() > 0.05  # a world-fixed light would not
+        m, img = view(yaw, yaw)
+        both = mask & m
+        assert np.mean(m != mask) < 0.01 and np.abs(img - front)[both].mean() < 0.01 * front[mask].mean() + 1e-3, yaw
+    m, fixed = view(90.0, 0.0)
+    assert np.abs(fixed - front)[mask & m].mean() > 0.1 * front[mask].mean()  # a world-fixed light would not
+
+
+def _ict_avatar(fit_yaw=20.0):
+    """The ICT head as an avatar: uniform skin, its own vertex normals baked into a model-frame normal map."""
+    from pnrelight.avatar.face_model import load_ict_face_model, vertex_normals
+    from pnrelight.avatar.raster import interpolate, rasterize_uv
+
+    model = load_ict_face_model()
+    tris = np.asarray(model.triangles)
+    r = rasterize_uv(model.uvs, tris, 256)
+    nmap = interpolate(vertex_normals(model.vertices, tris), tris, r)
+    nmap[~r.mask] = (0.0, 0.0, 1.0)
+    nmap /= np.linalg.norm(nmap, axis=-1, keepdims=True)
+    tex = {"albedo": np.full((256, 256, 3), (0.6, 0.45, 0.4), np.float32), "normal": nmap.astype(np.float32),
+           "specular": np.full((256, 256), 0.03, np.float32)}
+    return model, _fake_fit(model.vertices, yaw_deg=fit_yaw, tilt_deg=5.0), tex
+
+
+def test_side_light_casts_a_nose_shadow_in_the_avatar_render():
+    """An environment map with one lamp on the head's left (+x of the model frame = the render world) lights
+    the front view of the relit renders: the nose shadows the far cheek, the near one stays lit."""
+    from pnrelight.avatar.pipeline import _orbit, _shade, avatar_mesh, environment_suns
+    from pnrelight.envmap import latlong_directions
+
+    model, fit, tex = _ict_avatar()
+    g = _orbit(fit).view(avatar_mesh(model, fit, tex), 0.0, 256)
+    dirs = latlong_directions(32)
+    lamp = np.array([0.85, 0.1, 0.5]) / np.linalg.norm([0.85, 0.1, 0.5])
+    env = np.zeros((32, 64, 3), np.float32)
+    env[np.unravel_index(np.argmax(dirs @ lamp), (32, 64))] = 500.0
+    suns = environment_suns(env, g)
+    assert len(suns) == 1 and np.dot(suns[0]["direction"], lamp) > 0.99
+    lit, flat = _shade(g, suns, shadows=True)[..., 1], _shade(g, suns, shadows=False)[..., 1]
+    pos = g.image(g.position)  # model frame
+    tip = model.landmark_points()[1]  # mediapipe landmark 1: the nose tip
+    near = g.mask & (flat > 0.02) & (np.abs(pos[..., 1] - tip[1] + 0.01) < 0.03) & (pos[..., 2] > tip[2] - 0.05)
+    far_side = near & (pos[..., 0] < tip[0] - 0.004) & (pos[..., 0] > tip[0] - 0.04)
+    light_side = near & (pos[..., 0] > tip[0] + 0.004) & (pos[..., 0] < tip[0] + 0.04)
+    shadowed = lit < 1e-3 * flat.max()
+    assert (shadowed & far_side).sum() >= 30
+    assert (shadowed & light_side).sum() <= 0.1 * (shadowed & far_side).sum()
+
+
+def test_relit_exposure_gives_the_face_the_same_mean_shading_under_every_map():
+    from avatar_synthetic import ellipsoid_mesh
+
+    from pnrelight import envmap
+    from pnrelight.avatar.intrinsics import luminance
+    from pnrelight.avatar.pipeline import RELIGHT_MEAN_SHADING, _orbit, _shade, environment_suns
+
+    v, tris = ellipsoid_mesh(24, 48, (0.08, 0.1, 0.09))
+    fit = _fake_fit(v)
+    g = _orbit(fit).view({"vertices": v, "triangles": tris, "albedo": 1.0, "specular": 0.0}, 0.0, 48)
+    facing = g.image(g.n_dot_v) > 0.3
+    levels, images = [], []
+    for path in envmap.default_envmaps()[:4]:
+        suns = environment_suns(envmap.load_envmap(path), g)
+        img = _shade(g, suns, shadows=False)  # albedo 1, no specular: the diffuse shading itself
+        levels.append(float(luminance(img[facing]).mean()))
+        images.append(img)
+    np.testing.assert_allclose(levels, RELIGHT_MEAN_SHADING, rtol=1e-3)
+    assert min(np.abs(a - b).mean() for k, a in enumerate(images) for b in images[k + 1:]) > 0.01  # yet lit differently
 
 
 @pytest.mark.slow

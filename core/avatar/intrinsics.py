@@ -28,6 +28,10 @@ LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)  # Rec. 709 / sRGB p
 SATURATED_LINEAR = 0.95  # ~0.98 in sRGB: treat as clipped
 CHROMA_SIGMAS = 2.5  # light fit without albedo: keep pixels this close (robust sigmas) to the skin's chromaticity; 0 = off
 SPECULAR_MIN_LIGHT = 0.5  # specular_map: the mirror-direction light is taken as at least this x the shading
+# specular_map measures k_s against these normalised Phong lobes {exponent: weight} of the SH light
+# (PN-Relighting's priors 16/32/64, mostly the broad sheen): an estimation yardstick only -- the
+# renders use k_s as the GGX specular level F0 (pipeline.avatar_mesh).
+SPECULAR_LOBE_WEIGHTS = {16: 0.7, 32: 0.2, 64: 0.1}
 # decompose's SfS: albedo blur (fraction of the face size), prior, smoothness, Adam step (checked on
 # benchmarks/avatar_quality.py: weaker priors or smoother offsets do not lower the normal error).
 SFS_ALBEDO_BLUR = 0.05
@@ -416,10 +420,10 @@ def specular_map(
     """Specular intensity (H, W) float32 in [0, 1]: the white light left after the diffuse model.
 
     residual = I - albedo * shading is split into a part with the albedo's chromaticity and a
-    white part h (a highlight raises R, G and B equally). The specular reflectance k_s used by
-    ``pnrelight.avatar.relight.shade_phong`` is h divided by the light arriving from the mirror
-    direction: with ``normals`` and the shading ``sh`` given, the photo's band-limited SH
-    radiance at reflect(view_dir, n) (what a Phong lobe of the SH light returns), but not less
+    white part h (a highlight raises R, G and B equally). The specular reflectance k_s is h divided
+    by the light arriving from the mirror direction: with ``normals`` and the shading ``sh`` given,
+    the photo's band-limited SH radiance at reflect(view_dir, n) seen through the Phong lobes
+    SPECULAR_LOBE_WEIGHTS (PN-Relighting's glossy priors; estimation only), but not less
     than the shading; otherwise the shading luminance (which overestimates k_s under a frontal
     light). Zero outside the mask, lightly smoothed.
     """
@@ -433,16 +437,15 @@ def specular_map(
     white = _white_part(image - albedo * shading, albedo * shading)
     if normals is not None and sh is not None:
         from ..envmap import latlong_directions, prefilter_phong, sample_latlong, sh_shading_to_radiance
-        from .relight import DEFAULT_SPECULAR_WEIGHTS
 
         n = np.asarray(normals, dtype=np.float32)[crop]
         v = np.asarray(view_dir, dtype=np.float32)
         mirror = (2.0 * (n @ v)[..., None] * n - v).reshape(-1, 3)
-        # The light the renderer (relight.shade_phong) multiplies k_s with: the weighted Phong lobes of
-        # the SH radiance at the mirror direction, so that re-rendering gives the photo back.
+        # The light k_s multiplies: the weighted Phong lobes of the SH radiance at the mirror direction
+        # (albedo x shading + k_s x these lobes gives the photo back).
         radiance = np.clip(render_sh(latlong_directions(16), sh_shading_to_radiance(sh)), 0.0, None)
         glossy = sum(w * sample_latlong(prefilter_phong(radiance, k, 32, source_height=16), mirror)
-                     for k, w in DEFAULT_SPECULAR_WEIGHTS.items() if w)
+                     for k, w in SPECULAR_LOBE_WEIGHTS.items() if w)
         glossy = luminance(glossy).reshape(m.shape)
         # The radiance behind a hemisphere SH fit is unreliable (band 2 is amplified 4x):
         # never let it fall far below the shading, which bounds k_s from above.

@@ -5,15 +5,17 @@ rasterize the fitted mesh in the photo -> intrinsics (SH lighting, albedo, SfS n
 specular) -> UV textures -> export (glb, textures, json) -> free-view renders -> turntable
 (optional frames + GIF) -> preview.
 
-Frames: the *world* of the renders is the photo's camera frame (OpenGL: x right, y up,
-z to the viewer), so the estimated SH lighting and the environment maps keep the
-orientation they have in the photo; novel views orbit the head centre, yaw 0 being the
-direction of the photo's camera. The turntable views turn the photo's lighting with the
-camera (as if the head turned on a turntable in front of the photo's camera and lights), so
-every side of the head is seen under the light the face had in the photo. The exported mesh
-and the normal textures are in the face model's own frame (upright, looking along +z), which
-is what a glTF viewer expects. With an expression basis the glb's base mesh is the neutral
-(identity-only) head and the expressions are morph targets, weighted by the fitted ones.
+Renders: every picture is made by the core's one renderer, :mod:`pnrelight.lightstage.render`
+(Embree primary rays, Lambert + GGX, cast shadows), from the avatar in memory (:func:`avatar_mesh`:
+the fitted mesh in the model frame with the baked textures). The render world is the model frame
+(glTF's: y up, the face towards +z; the exported glb's frame), so environment maps light the
+avatar as they light it in Blender. Novel views orbit the head centre in the photo's camera frame,
+yaw 0 being the photo's viewing direction. The photo's SH lighting (camera frame) becomes a
+non-negative lat-long light (:func:`photo_light`) cast by suns turned into the model frame. The
+turntable views turn that light with the camera (as if the head turned on a turntable in front of
+the photo's camera and lights), so every side of the head is seen under the light the face had in
+the photo. With an expression basis the glb's base mesh is the neutral (identity-only) head and the
+expressions are morph targets, weighted by the fitted ones.
 
 Output folder (written to a temporary sibling and renamed at the end)::
 
@@ -32,7 +34,7 @@ import platform
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,15 +51,19 @@ MAX_TURNTABLE_FRAMES = 720
 TURNTABLE_FRAME_MS = 80  # GIF delays are centiseconds: 80 ms = 12.5 fps
 DEFAULT_RELIGHT_ENVMAPS = ("studio", "sunset", "forest")
 RENDER_SIZE = 512
-SHADE_TEXELS = 384  # relit textures for the renders: the face spans ~350 of the 512 pixels
 RENDER_BACKGROUND = 1.0  # white behind the head in the renders
-# Relit renders: every environment map is scaled so the face's mean diffuse shading (luminance of
-# E_1 over the camera-facing texels) is RELIGHT_MEAN_SHADING -- the face has about the same mean
-# brightness under every map -- then tone-mapped (relight.tone_map_highlights).
+RENDER_THREADS = min(2, os.cpu_count() or 1)  # render_environment threads (Embree and numpy release the GIL)
+# The photo's light (photo_light): an 8 x 16 lat-long map, one sun per texel (~50 suns are lit).
+PHOTO_LIGHT_ROWS = 8
+PHOTO_LIGHT_SAMPLES = 4000  # face normals the light is fitted on
+PHOTO_LIGHT_SPHERE = 0.1  # weight of the whole sphere against the face's normals in that fit
+PHOTO_LIGHT_PRIOR = 0.01  # pull towards the clipped SH radiance: a spread-out light, not a few suns
+# Relit renders: each environment map becomes ENV_SUN_ROWS x 2 ENV_SUN_ROWS suns (128: ~1 s a view,
+# within 1/255 on average of 512 suns on the shipped maps), scaled so that the face's mean diffuse shading is
+# RELIGHT_MEAN_SHADING -- the face has about the same mean brightness under every map -- then
+# tone-mapped (relight.tone_map_highlights).
+ENV_SUN_ROWS = 8
 RELIGHT_MEAN_SHADING = 0.5
-# k_s is measured against the photo's band-limited SH light, whose peaks are far lower than the small
-# bright lamps of an HDR map: at full strength those lamps turn skin into chrome.
-RELIGHT_SPECULAR_SCALE = 0.35
 
 
 class _Stages:
@@ -89,7 +95,7 @@ def _versions() -> dict[str, str]:
     from .. import __version__
 
     out = {"pnrelight": __version__, "python": platform.python_version()}
-    for dist in ("numpy", "torch", "mediapipe", "opencv-contrib-python", "scipy", "scikit-image", "pyrender", "PyOpenGL"):
+    for dist in ("numpy", "torch", "mediapipe", "opencv-contrib-python", "scipy", "scikit-image", "embreex"):
         try:
             out[dist] = md.version(dist)
         except md.PackageNotFoundError:
@@ -113,6 +119,7 @@ class Reconstruction:
     face_mask: np.ndarray  # (H, W) bool pixels used for the intrinsics
     intrinsics: object  # intrinsics.Intrinsics
     textures: dict  # uv.bake_textures output
+    light: np.ndarray  # (rows, 2 rows, 3) the photo's light for the renderer (photo_light), camera frame
     mirror_fill: bool
     seed: int
 
@@ -240,6 +247,7 @@ def reconstruct(
         features = facial_feature_mask(face.points, (height, width))
         protect = ~hull if features is None else (features | ~hull)
         intr = decompose(image_linear, normals_img, face_mask, seed=seed, protect=protect)
+        light = photo_light(intr.sh, intr.normals[face_mask])
     with stage("uv textures"):
         maps = {"albedo": intr.albedo, "normal": intr.normals, "specular": intr.specular}
         uv_raster = rasterize_uv(model.uvs, tris, texture_size)
@@ -261,7 +269,7 @@ def reconstruct(
         tex["uv_raster"] = uv_raster
     return Reconstruction(photo=image, face=face, num_faces=len(faces), face_index=chosen, person_mask=person, model=model,
                           fit=fit, raster=raster, normals_image=normals_img, face_mask=face_mask, intrinsics=intr,
-                          textures=tex, mirror_fill=mirror, seed=seed)
+                          textures=tex, light=light, mirror_fill=mirror, seed=seed)
 
 
 def landmark_hull_mask(points_px: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -321,12 +329,15 @@ def _write_outputs(rec: Reconstruction, photo_path, out_dir, face_model_path, en
         with stage("export"):
             glb = _export(tmp, model, fit, tex)
         with stage("renders"):
-            renders, backend = _renders(tmp, model, fit, tex, intr.sh, envs, render_size)
-            rerender = rerender_photo(model, fit, tex, intr.sh, rec.photo.shape[:2], max_texels=512, image_raster=rec.raster)
+            mesh = avatar_mesh(model, fit, tex)
+            shadows = _shadows()
+            renders, backend = _renders(tmp, mesh, fit, rec.light, envs, render_size, shadows)
+            rerender = rerender_photo(model, fit, tex, rec.light, rec.photo.shape[:2], mesh=mesh)
             write_image(tmp / "renders" / "rerender_input.png", rerender["image"])
         with stage("turntable"):
             if turntable:
-                _turntable(tmp / "renders", model, fit, tex, intr.sh, render_size, turntable, [img for _, img in renders["views"]])
+                _turntable(tmp / "renders", mesh, fit, rec.light, render_size, turntable, [img for _, img in renders["views"]],
+                           shadows)
         with stage("preview"):
             top, bottom, left, right = crop_box(rec.raster.mask, margin=0.35)
             cov = tex["coverage"][..., None]
@@ -366,6 +377,11 @@ def _write_outputs(rec: Reconstruction, photo_path, out_dir, face_model_path, en
                          "visible_fraction_of_coverage": round(float(tex["visible"].sum() / max(tex["coverage"].sum(), 1)), 4)},
             "quality": quality,
             "render_backend": backend,
+            "render": {"renderer": "pnrelight.lightstage.render", "shadows": bool(shadows),
+                       "photo_light": {"rows": PHOTO_LIGHT_ROWS, "suns": int((rec.light.max(-1) > 0).sum()),
+                                       "meaning": "the SH lighting as non-negative lat-long radiance (one sun per texel), "
+                                                  "camera frame; the re-render is unshadowed"},
+                       "relit_suns_rows": ENV_SUN_ROWS, "relit_mean_shading": RELIGHT_MEAN_SHADING},
             "relight_envmaps": [name for name, _ in envs],
             "turntable": {"frames": int(turntable), "views_deg": list(TURNTABLE_YAWS),
                           "gif_frame_ms": TURNTABLE_FRAME_MS if turntable else None,
@@ -458,178 +474,98 @@ def _load_relight_envmaps(envmaps) -> list[tuple[str, np.ndarray]]:
     return [(p.stem, load_envmap(p)) for p in paths]
 
 
-@dataclass
-class _Orbit:
-    """Render setup shared by the fixed views and the turntable: the head at ``center``, cameras ``distance`` away."""
-
-    verts: np.ndarray  # (V, 3) camera-frame vertices
-    center: np.ndarray  # (3,)
-    distance: float
-    base_yaw: float  # orbit yaw (degrees) of the photo's camera direction
-    yfov: float = 25.0
-
-    def pose(self, yaw: float) -> np.ndarray:
-        from .render import orbit_pose
-
-        return orbit_pose(self.center, self.distance, self.base_yaw + yaw)
+# ----------------------------------------------------------------------------- renders (pnrelight.lightstage.render)
 
 
-def _orbit(fit) -> _Orbit:
-    from .render import framing
-
-    verts = np.asarray(fit.vertices, dtype=np.float64)
-    center, distance = framing(verts, yfov_deg=_Orbit.yfov, margin=1.1)
-    # Yaw 0 looks from the photo's camera direction (the origin) towards the head.
-    to_camera = -center / max(np.linalg.norm(center), 1e-9)
-    return _Orbit(verts, center, distance, float(np.degrees(np.arctan2(to_camera[0], to_camera[2]))))
-
-
-def _shade_surface(model, fit, tex) -> TexelSurface:
-    return texel_surface(model, fit, _downsample_textures(tex, min(tex["albedo"].shape[0], SHADE_TEXELS)))
+def camera_to_model(fit) -> np.ndarray:
+    """(4, 4) rigid transform of photo-camera-frame points into the model frame, R^T (p - t)
+    (the fit maps model to camera: p = R v + t). As a pose it is the photo camera in the render world."""
+    R = np.asarray(fit.rotation, dtype=np.float64)
+    out = np.eye(4)
+    out[:3, :3] = R.T
+    out[:3, 3] = -R.T @ np.asarray(fit.translation, dtype=np.float64)
+    return out
 
 
-def _turntable_view(renderer, orbit: _Orbit, model, surface: TexelSurface, photo_light: dict, yaw: float) -> np.ndarray:
-    """(S, S, 3) sRGB view at ``yaw`` degrees, the photo's light turned by the same yaw (fixed relative to the camera)."""
-    pose = orbit.pose(yaw)
-    colour = shade_texels(surface, pose[:3, 3], photo_light, rotation_deg=yaw)
-    img, _ = renderer.render(orbit.verts, model.triangles, model.uvs, linear_to_srgb(colour), pose)
-    return img
+def avatar_mesh(model, fit, tex: dict) -> dict:
+    """The avatar as the renderer's mesh (checked by ``lightstage.render.check_mesh``, so each view skips the check).
 
-
-def _renders(tmp: Path, model, fit, tex, sh, envs, render_size):
-    """Turntable views under the photo's lighting, and the photo-direction view relit by environment maps."""
-    from .relight import tone_map_highlights
-    from .render import TexturedRenderer
-
-    rdir = tmp / "renders"
-    rdir.mkdir(exist_ok=True)
-    surface = _shade_surface(model, fit, tex)
-    photo_light = sh_prefiltered(sh)
-    orbit = _orbit(fit)
-    out = {"views": [], "relit": []}
-    with TexturedRenderer((render_size, render_size), yfov_deg=orbit.yfov, background=RENDER_BACKGROUND) as renderer:
-        for yaw in TURNTABLE_YAWS:
-            img = _turntable_view(renderer, orbit, model, surface, photo_light, yaw)
-            write_image(rdir / f"turntable_yaw{yaw:+04.0f}.png", img)
-            out["views"].append((yaw, img))
-        pose = orbit.pose(0.0)
-        facing = surface.normals[surface.normals[:, 2] > 0.3]
-        env_surface = replace(surface, specular=surface.specular * np.float32(RELIGHT_SPECULAR_SCALE))
-        for name, env in envs:
-            colour = tone_map_highlights(shade_texels(env_surface, pose[:3, 3], envmap_prefiltered(env, facing)))
-            img, _ = renderer.render(orbit.verts, model.triangles, model.uvs, linear_to_srgb(colour), pose)
-            write_image(rdir / f"relit_{name}.png", img)
-            out["relit"].append((name, img))
-        backend = renderer.backend
-    return out, backend
-
-
-def _turntable(rdir: Path, model, fit, tex, sh, render_size: int, frames: int, palette_views: list[np.ndarray]) -> None:
-    """``frames`` views evenly spaced over 360 degrees (frame 0 = the photo's direction) as
-    rdir/turntable/frame_NNN.png and an endless GIF rdir/turntable.gif (TURNTABLE_FRAME_MS per frame).
-
-    GIF frames share one 256-colour palette made from ``palette_views`` (the fixed turntable views,
-    all sides of the head), so colours do not flicker from frame to frame; frames are dithered.
+    The fitted mesh (expression included) in the model frame, which is the renderer's world (glTF's:
+    metres, y up, the face towards +z), its uvs and the baked textures: albedo (T, T, 3) linear, the
+    model-frame normal map, F0 = the specular map k_s (T, T) and the roughness the glb carries
+    (``export.roughness_metallic_from_specular``): what ``load_subject`` reads back from the avatar
+    folder, so the avatar renders alike from memory, from disk and (roughness) in Blender.
     """
-    from PIL import Image
+    from ..lightstage.render import check_mesh
+    from .export import roughness_metallic_from_specular
+    from .face_model import vertex_normals
 
-    from ..imageio import to_uint8
-    from .render import TexturedRenderer
-
-    fdir = rdir / "turntable"
-    fdir.mkdir(parents=True, exist_ok=True)
-    surface = _shade_surface(model, fit, tex)
-    photo_light = sh_prefiltered(sh)
-    orbit = _orbit(fit)
-    palette = Image.fromarray(to_uint8(np.concatenate(palette_views, axis=1))).quantize(256, method=Image.Quantize.MEDIANCUT)
-    gif = []
-    with TexturedRenderer((render_size, render_size), yfov_deg=orbit.yfov, background=RENDER_BACKGROUND) as renderer:
-        for k in range(frames):
-            yaw = 360.0 * k / frames
-            yaw = yaw - 360.0 if yaw > 180.0 else yaw  # (-180, 180]: frames at the fixed yaws repeat those views exactly
-            img = _turntable_view(renderer, orbit, model, surface, photo_light, yaw)
-            write_image(fdir / f"frame_{k:03d}.png", img, atomic=False)  # the output folder itself appears atomically
-            gif.append(Image.fromarray(to_uint8(img)).quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG))
-    gif[0].save(rdir / "turntable.gif", save_all=True, append_images=gif[1:], duration=TURNTABLE_FRAME_MS, loop=0)
+    verts = model_frame_mesh(model, fit)
+    tris = np.asarray(model.triangles)
+    spec = np.clip(np.asarray(tex["specular"], dtype=np.float32), 0.0, 1.0)
+    return check_mesh({"vertices": verts, "triangles": tris, "uvs": model.uvs, "normals": vertex_normals(verts, tris),
+                       "albedo": tex["albedo"], "normal_map": tex["normal"], "normal_map_space": "object",
+                       "specular": spec, "roughness": roughness_metallic_from_specular(spec)[..., 1]})
 
 
-@dataclass
-class TexelSurface:
-    """The covered texels of a size x size texture set, ready for shading.
+def photo_light(sh: np.ndarray, normals: np.ndarray | None = None, rows: int = PHOTO_LIGHT_ROWS) -> np.ndarray:
+    """The photo's order-2 SH lighting as light the renderer can cast: a non-negative lat-long
+    radiance map (rows, 2 rows, 3) float32 in the photo's camera frame (Cycles' layout, ``envmap``).
 
-    index : (N,) flat indices of the covered texels; positions (N, 3) camera-frame surface points;
-    normals (N, 3) camera-frame unit normals (from the normal texture); albedo (N, 3) linear;
-    specular (N,); nearest : (size * size,) flat index of each texel's nearest covered texel
-    (so shaded textures are padded past the island borders and bilinear lookups never see black).
+    A shading SH fitted on one side of a face is no physical light: the radiance behind it
+    (``sh_shading_to_radiance``) dips below zero, and clipping it changes its shading (on the
+    astronaut's face by ~40 % in blue: a lilac face). So the map is fitted, by non-negative least
+    squares per channel, to give back the SH shading at ``normals`` (N, 3), camera frame (the face's:
+    where the photo constrains the light), with a weaker term over the whole sphere and a pull
+    towards the clipped radiance that keeps the light spread out (soft shadows, lit sides), the dim
+    extrapolated side's colour calmed as before (``_calm_dark_chroma``). Each texel is one sun
+    (``environment_to_suns(map, rows)``), so the map's diffuse shading is exactly the renderer's.
     """
+    from scipy.optimize import nnls
 
-    size: int
-    index: np.ndarray
-    positions: np.ndarray
-    normals: np.ndarray
-    albedo: np.ndarray
-    specular: np.ndarray
-    nearest: np.ndarray
+    from ..envmap import latlong_directions, render_sh, sh_shading_to_radiance, solid_angles
 
-
-def texel_surface(model, fit, tex: dict, uv_raster=None) -> TexelSurface:
-    """Gather the covered texels of ``tex`` (albedo, normal in the model frame, specular) with their
-    camera-frame positions; ``uv_raster`` is ``rasterize_uv`` at the textures' size if already known."""
-    from scipy import ndimage
-
-    from .raster import interpolate, rasterize_uv
-
-    size = tex["albedo"].shape[0]
-    r = rasterize_uv(model.uvs, model.triangles, size) if uv_raster is None else uv_raster
-    index = np.flatnonzero(r.mask.reshape(-1))
-    pos = interpolate(np.asarray(fit.vertices, dtype=np.float64), model.triangles, r).reshape(-1, 3)[index]
-    normals = tex["normal"].reshape(-1, 3)[index] @ np.asarray(fit.rotation, dtype=np.float64).T
-    _, (ri, ci) = ndimage.distance_transform_edt(~r.mask, return_indices=True)
-    return TexelSurface(size=size, index=index, positions=pos.astype(np.float64), normals=normals.astype(np.float32),
-                        albedo=tex["albedo"].reshape(-1, 3)[index].astype(np.float32),
-                        specular=np.asarray(tex["specular"]).reshape(-1)[index].astype(np.float32),
-                        nearest=(ri * size + ci).reshape(-1))
+    sh = np.asarray(sh, dtype=np.float64)
+    cells = latlong_directions(rows)
+    omega = solid_angles(rows).reshape(-1)
+    prior = _calm_dark_chroma(render_sh(cells, sh_shading_to_radiance(sh)), cells).reshape(-1, 3)
+    face = np.zeros((0, 3)) if normals is None else np.asarray(normals, dtype=np.float64).reshape(-1, 3)
+    face = face[np.isfinite(face).all(1) & (np.linalg.norm(face, axis=1) > 0.5)]
+    face = face[:: max(1, len(face) // PHOTO_LIGHT_SAMPLES)]  # plenty for 2 x rows² unknowns
+    face = face / np.linalg.norm(face, axis=1, keepdims=True)
+    sphere = latlong_directions(16).reshape(-1, 3)
+    dirs = np.concatenate([face, sphere])
+    sphere_w = solid_angles(16).reshape(-1) / (4 * np.pi)
+    weight = np.concatenate([np.full(len(face), 1.0 / max(len(face), 1)), sphere_w * (PHOTO_LIGHT_SPHERE if len(face) else 1.0)])
+    target = _calm_dark_chroma(render_sh(dirs, sh), dirs)
+    shading = np.clip(dirs @ cells.reshape(-1, 3).T, 0.0, None) * (omega / np.pi)  # one sun per texel: irradiance / pi
+    sw = np.sqrt(weight)
+    reg = np.sqrt(PHOTO_LIGHT_PRIOR * omega / (4 * np.pi))
+    A = np.concatenate([shading * sw[:, None], np.diag(reg)])
+    radiance = np.stack([nnls(A, np.concatenate([target[:, c] * sw, reg * prior[:, c]]), maxiter=20 * len(omega))[0]
+                         for c in range(3)], axis=1)
+    return radiance.reshape(rows, 2 * rows, 3).astype(np.float32)
 
 
-def shade_texels(surface: TexelSurface, eye: np.ndarray, prefiltered: dict, *, rotation_deg: float = 0.0) -> np.ndarray:
-    """Linear colour (T, T, 3) of every texel (albedo x diffuse + specular x glossy Phong lobes,
-    ``relight.shade_phong``) seen from ``eye`` (3,) in the camera frame; uncovered texels repeat the nearest covered one.
-    ``rotation_deg`` turns the lighting about +y (``relight.phong_priors``)."""
-    from .relight import shade_phong
+def photo_light_suns(light: np.ndarray, fit, yaw: float = 0.0) -> list[dict]:
+    """Suns (model frame) of a camera-frame ``photo_light`` map, the light turned by ``yaw`` degrees about
+    the camera's +y first (the turntable: the head turns in front of the photo's camera and lamps)."""
+    from ..envmap import rotation_y
+    from ..lightstage.render import environment_to_suns
 
-    view = np.asarray(eye, dtype=np.float64) - surface.positions
-    view = (view / np.maximum(np.linalg.norm(view, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
-    colour = shade_phong(surface.albedo[:, None], surface.normals[:, None], surface.specular[:, None], prefiltered, view[:, None],
-                         rotation_deg=rotation_deg)
-    full = np.zeros((surface.size * surface.size, 3), dtype=np.float32)
-    full[surface.index] = colour[:, 0]
-    return full[surface.nearest].reshape(surface.size, surface.size, 3)
-
-
-def sh_prefiltered(sh: np.ndarray, height: int = 32) -> dict[int, np.ndarray]:
-    """Phong-prefiltered lat-long maps {1, 16, 32, 64} of the photo's SH lighting.
-
-    Exponent 1 is the SH shading itself (exact: the cosine lobe of an order-2 SH radiance);
-    the glossy lobes prefilter the band-limited radiance behind it (negative lobes clipped).
-    """
-    from ..envmap import PHONG_EXPONENTS, latlong_directions, prefilter_phong, render_sh, sh_shading_to_radiance
-
-    # Order-2 radiance is smooth: a 16-row grid is plenty for the glossy lobes (and 20x cheaper).
-    d16, dh = latlong_directions(16), latlong_directions(height)
-    radiance = _calm_dark_chroma(render_sh(d16, sh_shading_to_radiance(sh)), d16)
-    pre = {int(e): prefilter_phong(radiance, e, height, source_height=16) for e in PHONG_EXPONENTS if e != 1}
-    pre[1] = _calm_dark_chroma(render_sh(dh, sh), dh).astype(np.float32)
-    return pre
+    to_model = np.asarray(fit.rotation, dtype=np.float64).T @ rotation_y(yaw)
+    return [dict(s, direction=to_model @ np.asarray(s["direction"], dtype=np.float64))
+            for s in environment_to_suns(light, light.shape[0])]
 
 
 def _calm_dark_chroma(values: np.ndarray, directions: np.ndarray, lo: float = 0.05, hi: float = 0.3) -> np.ndarray:
-    """Clip a lat-long map of SH values (H, W, 3) at 0 and grey out its colour where it is dark.
+    """Clip SH values (..., 3) at 0 and grey out their colour where they are dark.
 
     A photo's SH lighting is fitted on the lit, front side of the face; extrapolated to the back and
     underside its channels ring independently, and after clipping a dim value can be strongly tinted
     (the back of a turned head came out blue). Below ``hi`` of the brightest luminance the colour fades
-    to the map's mean chromaticity (fully at ``lo``); the luminance itself is kept. ``directions``
-    (H, W, 3) camera frame: towards the camera (+z), where the face's normals point, the colour is kept.
+    to the values' mean chromaticity (fully at ``lo``); the luminance itself is kept. ``directions``
+    (..., 3) camera frame: towards the camera (+z), where the face's normals point, the colour is kept.
     """
     v = np.clip(values, 0.0, None)
     lum = v.mean(-1, keepdims=True)
@@ -645,64 +581,168 @@ def _calm_dark_chroma(values: np.ndarray, directions: np.ndarray, lo: float = 0.
     return out.mean(-1, keepdims=True) * (front * chroma + (1.0 - front) * calm)
 
 
-def envmap_prefiltered(env: np.ndarray, exposure_normals: np.ndarray | None = None, height: int = 32,
-                       mean_shading: float = RELIGHT_MEAN_SHADING) -> dict[int, np.ndarray]:
-    """Phong-prefiltered lat-long maps of an environment, scaled (auto exposure) so that the diffuse
-    shading E_1 of ``exposure_normals`` (N, 3) has mean luminance ``mean_shading``.
+@dataclass
+class _Orbit:
+    """Cameras of the fixed views and the turntable: orbiting the head centre ``distance`` away in the photo's
+    camera frame (yaw 0 = the photo's viewing direction, turning about its +y), posed in the model frame."""
 
-    The mean (not a high percentile) of the diffuse irradiance is what makes the face equally bright
-    under a soft sky and under one hard lamp; the lamp's highlights are left to the tone mapping.
-    """
-    from ..envmap import PHONG_EXPONENTS, prefilter_phong, sample_latlong
+    to_model: np.ndarray  # (4, 4) camera_to_model(fit)
+    center: np.ndarray  # (3,) camera frame
+    distance: float
+    base_yaw: float  # orbit yaw (degrees) of the photo's camera direction
+    yfov: float = 25.0
+
+    def pose(self, yaw: float) -> np.ndarray:
+        from .render import orbit_pose
+
+        return self.to_model @ orbit_pose(self.center, self.distance, self.base_yaw + yaw)
+
+    def view(self, mesh: dict, yaw: float, size: int):
+        """The G-buffer of the view at ``yaw`` degrees, (size, size) pixels."""
+        from ..lightstage.render import prepare_view
+
+        f = (size / 2) / np.tan(np.radians(self.yfov) / 2)
+        K = np.array([[f, 0.0, size / 2], [0.0, f, size / 2], [0.0, 0.0, 1.0]])
+        return prepare_view(mesh, self.pose(yaw), K, size)
+
+
+def _orbit(fit) -> _Orbit:
+    from .render import framing
+
+    verts = np.asarray(fit.vertices, dtype=np.float64)
+    center, distance = framing(verts, yfov_deg=_Orbit.yfov, margin=1.1)
+    # Yaw 0 looks from the photo's camera direction (the origin) towards the head.
+    to_camera = -center / max(np.linalg.norm(center), 1e-9)
+    return _Orbit(camera_to_model(fit), center, distance, float(np.degrees(np.arctan2(to_camera[0], to_camera[2]))))
+
+
+def _shadows() -> bool:
+    # Without Embree the renderer's shadow maps cost ~1 s per sun: the renders then go unshadowed.
+    from ..lightstage.render import embree_available
+
+    return embree_available()
+
+
+def _shade(gbuf, lights: list[dict], shadows: bool) -> np.ndarray:
+    from ..lightstage.render import render_environment
+
+    return render_environment(gbuf, lights, shadows=shadows, threads=RENDER_THREADS)
+
+
+def _display(gbuf, linear: np.ndarray, tone_map: bool = False) -> np.ndarray:
+    """(H, W, 3) sRGB of a linear render, RENDER_BACKGROUND where the mesh is not seen."""
+    from .relight import tone_map_highlights
+
+    img = linear_to_srgb(tone_map_highlights(linear) if tone_map else np.clip(linear, 0.0, 1.0))
+    img[~gbuf.mask] = RENDER_BACKGROUND
+    return img
+
+
+def relight_exposure(gbuf, lights: list[dict]) -> float:
+    """Scale for ``lights`` that gives the pixels facing the camera (n . v > 0.3) a mean diffuse shading
+    (luminance of the unshadowed irradiance / pi) of RELIGHT_MEAN_SHADING."""
+    from ..lightstage.render import check_light
     from .intrinsics import luminance
 
-    # Speed (2 CPU cores, three maps per avatar): lobes from a 32 x 64 source, broad lobes (n <= 16)
-    # stored at 16 x 32. Preview quality; the shipped maps are only 64 x 128 to begin with.
-    pre = {int(e): prefilter_phong(env, e, height if e > 16 else height // 2, source_height=32) for e in PHONG_EXPONENTS}
-    if exposure_normals is not None and len(exposure_normals):
-        level = float(np.mean(luminance(sample_latlong(pre[1], exposure_normals))))
-        scale = mean_shading / max(level, 1e-8)
-        pre = {k: (v * scale).astype(np.float32) for k, v in pre.items()}
-    return pre
+    normals = gbuf.normal[gbuf.n_dot_v > 0.3].astype(np.float64)
+    if not len(normals) or not lights:
+        return 1.0
+    checked = [check_light(lt) for lt in lights]
+    dirs = np.stack([lt["direction"] for lt in checked])
+    rgb = np.stack([lt["rgb"] for lt in checked]).astype(np.float64)
+    level = float(np.mean(luminance(np.clip(normals @ dirs.T, 0.0, None) @ rgb / np.pi)))
+    return RELIGHT_MEAN_SHADING / max(level, 1e-8)
 
 
-def _downsample_textures(tex: dict, size: int) -> dict:
-    import cv2
+def environment_suns(env: np.ndarray, gbuf) -> list[dict]:
+    """The relit renders' lights: ``env`` (model frame = the render world) as ENV_SUN_ROWS x 2 ENV_SUN_ROWS suns,
+    scaled by :func:`relight_exposure` for the view ``gbuf``."""
+    from ..lightstage.render import environment_to_suns
 
-    out = {}
-    for key in ("albedo", "normal", "specular"):
-        t = tex[key]
-        if t.shape[0] != size:
-            t = cv2.resize(t, (size, size), interpolation=cv2.INTER_AREA)
-        if key == "normal":
-            t = t / np.maximum(np.linalg.norm(t, axis=-1, keepdims=True), 1e-12)
-        out[key] = t.astype(np.float32)
-    return out
+    suns = environment_to_suns(env, ENV_SUN_ROWS)
+    scale = relight_exposure(gbuf, suns)
+    return [dict(s, strength=np.asarray(s["strength"], dtype=np.float64) * scale) for s in suns]
 
 
-def rerender_photo(model, fit, tex, sh, photo_hw, *, max_texels: int | None = None, image_raster=None) -> dict:
-    """The photo re-rendered from the UV textures alone: albedo, normal and specular textures shaded by the
-    estimated SH lighting, drawn with the fitted camera. Returns image (H, W, 3) sRGB and mask (H, W) bool.
+def _turntable_view(gbuf, fit, light: np.ndarray, yaw: float, shadows: bool) -> np.ndarray:
+    """(S, S, 3) sRGB view at ``yaw`` degrees, the photo's light turned by the same yaw (fixed relative to the camera)."""
+    return _display(gbuf, _shade(gbuf, photo_light_suns(light, fit, yaw), shadows))
 
-    max_texels : shade textures downsampled to at most this size (speed); image_raster : the fitted mesh
-    already rasterised in the photo.
+
+def _renders(tmp: Path, mesh: dict, fit, light: np.ndarray, envs, render_size: int, shadows: bool):
+    """Turntable views under the photo's light, and the photo-direction view relit by environment maps."""
+    rdir = tmp / "renders"
+    rdir.mkdir(exist_ok=True)
+    orbit = _orbit(fit)
+    out = {"views": [], "relit": []}
+    front = None
+    for yaw in TURNTABLE_YAWS:
+        gbuf = orbit.view(mesh, yaw, render_size)
+        front = gbuf if yaw == 0.0 else front
+        img = _turntable_view(gbuf, fit, light, yaw, shadows)
+        write_image(rdir / f"turntable_yaw{yaw:+04.0f}.png", img)
+        out["views"].append((yaw, img))
+    front = orbit.view(mesh, 0.0, render_size) if front is None else front
+    for name, env in envs:
+        img = _display(front, _shade(front, environment_suns(env, front), shadows), tone_map=True)
+        write_image(rdir / f"relit_{name}.png", img)
+        out["relit"].append((name, img))
+    return out, front.backend
+
+
+def _turntable(rdir: Path, mesh: dict, fit, light: np.ndarray, render_size: int, frames: int, palette_views: list[np.ndarray],
+               shadows: bool) -> None:
+    """``frames`` views evenly spaced over 360 degrees (frame 0 = the photo's direction) as
+    rdir/turntable/frame_NNN.png and an endless GIF rdir/turntable.gif (TURNTABLE_FRAME_MS per frame).
+
+    GIF frames share one 256-colour palette made from ``palette_views`` (the fixed turntable views,
+    all sides of the head), so colours do not flicker from frame to frame; frames are dithered.
     """
-    import cv2
+    from PIL import Image
 
-    from .raster import interpolate
-    from .uv import rasterize_camera
+    from ..imageio import to_uint8
+
+    fdir = rdir / "turntable"
+    fdir.mkdir(parents=True, exist_ok=True)
+    orbit = _orbit(fit)
+    palette = Image.fromarray(to_uint8(np.concatenate(palette_views, axis=1))).quantize(256, method=Image.Quantize.MEDIANCUT)
+    gif = []
+    for k in range(frames):
+        yaw = 360.0 * k / frames
+        yaw = yaw - 360.0 if yaw > 180.0 else yaw  # (-180, 180]: frames at the fixed yaws repeat those views exactly
+        img = _turntable_view(orbit.view(mesh, yaw, render_size), fit, light, yaw, shadows)
+        write_image(fdir / f"frame_{k:03d}.png", img, atomic=False)  # the output folder itself appears atomically
+        gif.append(Image.fromarray(to_uint8(img)).quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG))
+    gif[0].save(rdir / "turntable.gif", save_all=True, append_images=gif[1:], duration=TURNTABLE_FRAME_MS, loop=0)
+
+
+def rerender_photo(model, fit, tex, light: np.ndarray, photo_hw, *, mesh: dict | None = None, shadows: bool = False) -> dict:
+    """The photo re-rendered from the textures alone: the avatar (:func:`avatar_mesh`) seen by the fitted
+    camera under the photo's light (:func:`photo_light`, camera frame). Returns image (H, W, 3) sRGB
+    (0 outside the mesh) and mask (H, W) bool.
+
+    Unshadowed by default: the SH light was fitted to the photo without shadows, so the albedo already
+    holds the darkening under the brows, nose and lips that shadows would add a second time (on the
+    astronaut shadows cost ~1 dB of re-render PSNR).
+    """
+    from .camera import project
 
     h, w = photo_hw
-    T = tex["albedo"].shape[0]
-    uv_raster = tex.get("uv_raster")
-    if max_texels is not None and T > max_texels:
-        tex, T, uv_raster = _downsample_textures(tex, max_texels), max_texels, None
-    colour = shade_texels(texel_surface(model, fit, tex, uv_raster), np.zeros(3), sh_prefiltered(sh))
-    r = image_raster if image_raster is not None else rasterize_camera(
-        np.asarray(fit.vertices, dtype=np.float64), model.triangles, fit.focal_px, fit.principal_point, h, w)
-    uv = interpolate(model.uvs, model.triangles, r)
-    mx = (uv[..., 0] * T - 0.5).astype(np.float32)
-    my = ((1.0 - uv[..., 1]) * T - 0.5).astype(np.float32)
-    img = cv2.remap(linear_to_srgb(colour), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    img[~r.mask] = 0.0
-    return {"image": img, "mask": r.mask}
+    mesh = avatar_mesh(model, fit, tex) if mesh is None else mesh
+    img = np.zeros((h, w, 3), dtype=np.float32)
+    mask = np.zeros((h, w), dtype=bool)
+    # Only the window the head covers is traced (the head is a small part of a 1080p photo).
+    uv = project(fit.vertices, fit.focal_px, fit.principal_point)
+    x0, y0 = np.clip(np.floor(uv.min(0)).astype(int) - 1, 0, (w, h))
+    x1, y1 = np.clip(np.ceil(uv.max(0)).astype(int) + 1, 0, (w, h))
+    if x1 <= x0 or y1 <= y0:
+        return {"image": img, "mask": mask}
+    from ..lightstage.render import prepare_view
+
+    cx, cy = np.asarray(fit.principal_point, dtype=np.float64)
+    K = np.array([[fit.focal_px, 0.0, cx - x0], [0.0, fit.focal_px, cy - y0], [0.0, 0.0, 1.0]])
+    gbuf = prepare_view(mesh, camera_to_model(fit), K, (y1 - y0, x1 - x0))
+    window = linear_to_srgb(np.clip(_shade(gbuf, photo_light_suns(light, fit), shadows), 0.0, 1.0))
+    img[y0:y1, x0:x1] = np.where(gbuf.mask[..., None], window, 0.0)
+    mask[y0:y1, x0:x1] = gbuf.mask
+    return {"image": img, "mask": mask}

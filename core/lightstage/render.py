@@ -55,6 +55,7 @@ DEFAULT_SHADOW_SAMPLES = 16  # rays per pixel for a light with a size (soft shad
 MIN_ROUGHNESS = 0.02  # alpha = 4e-4: sharper lobes only alias at pixel sampling
 _OFFSET_SCALE = 1e-4  # shadow-ray origin offset along the face normal, in scene radii
 _SHADOW_MAP_SIZE = 2048  # texels per side of the fallback shadow maps
+_CHECKED = object()  # marks check_mesh's own output, which prepare_view then takes as it is
 
 # ----------------------------------------------------------------------------- ray casting backends
 
@@ -170,10 +171,13 @@ def check_mesh(mesh: dict) -> dict:
     specular: F0 texture (T, T) or scalar (default 0.04); roughness: texture (T, T) or scalar
     (default 0.5); normal_map: (T, T, 3) unit normals (decoded, not (n + 1) / 2) with
     normal_map_space "object" (= world) or "tangent" (then tangents (V, 4) as glTF's, computed when absent).
-    Returns a new dict with float32 / int32 contiguous arrays.
+    Returns a new dict with float32 / int32 contiguous arrays. Such a dict is returned as it is (not
+    checked again: views of one subject share the work), so change a copy of the input, not it.
     """
     if not isinstance(mesh, dict):
         raise InputError(f"mesh must be a dict with vertices and triangles, got {type(mesh).__name__} (see load_subject)")
+    if mesh.get("checked") is _CHECKED:
+        return mesh
     if "vertices" not in mesh or "triangles" not in mesh:
         raise InputError("mesh lacks vertices or triangles (give a dict with both, e.g. from load_subject)")
     v = _finite_array(mesh["vertices"], (3,), "mesh vertices", "remove the broken vertices").reshape(-1, 3)
@@ -226,6 +230,7 @@ def check_mesh(mesh: dict) -> dict:
 
                 tg = vertex_tangents(v, out["normals"], out["uvs"], t)
             out["tangents"] = np.asarray(tg, dtype=np.float32)
+    out["checked"] = _CHECKED
     return out
 
 
