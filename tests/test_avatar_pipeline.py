@@ -151,7 +151,7 @@ def _side_sh():
 
 
 def test_photo_light_is_non_negative_and_gives_the_sh_shading_back():
-    from pnrelight.avatar.pipeline import _calm_dark_chroma, photo_light
+    from pnrelight.avatar.pipeline import _calm_dark_chroma, photo_light, photo_light_shading
     from pnrelight.envmap import latlong_directions, render_sh, sh_shading_to_radiance, solid_angles
 
     sh = _side_sh()
@@ -163,7 +163,7 @@ def test_photo_light_is_non_negative_and_gives_the_sh_shading_back():
     assert light.shape == (8, 16, 3) and light.min() >= 0 and 10 < (light.max(-1) > 0).sum() <= 128
     # Its diffuse shading (one sun per texel, as the renderer casts it) is the SH shading on the face ...
     cells = latlong_directions(8).reshape(-1, 3)
-    shading = np.clip(face @ cells.T, 0, None) * solid_angles(8).reshape(-1) / np.pi @ light.reshape(-1, 3)
+    shading = photo_light_shading(light, face)
     target = _calm_dark_chroma(render_sh(face, sh), face)
     err = np.abs(shading - target).mean() / target.mean()
     assert err < 0.03
@@ -214,6 +214,24 @@ def _ict_avatar(fit_yaw=20.0):
     tex = {"albedo": np.full((256, 256, 3), (0.6, 0.45, 0.4), np.float32), "normal": nmap.astype(np.float32),
            "specular": np.full((256, 256), 0.03, np.float32)}
     return model, _fake_fit(model.vertices, yaw_deg=fit_yaw, tilt_deg=5.0), tex
+
+
+def test_photo_light_shading_is_what_the_renderer_casts():
+    """The albedo is divided out of photo_light_shading: the renderer's suns of that map must give exactly it."""
+    from pnrelight.avatar.pipeline import _shade, avatar_mesh, camera_to_model, photo_light, photo_light_shading, photo_light_suns
+    from pnrelight.lightstage.render import prepare_view
+
+    model, fit, tex = _ict_avatar()
+    tex["specular"][:] = 0.0
+    light = photo_light(_side_sh())
+    K = np.array([[600.0, 0, 96], [0, 600.0, 96], [0, 0, 1]])
+    g = prepare_view(avatar_mesh(model, fit, tex), camera_to_model(fit), K, (192, 192))
+    rendered = _shade(g, photo_light_suns(light, fit), shadows=False)[g.mask]
+    normals_cam = g.image(g.normal)[g.mask] @ np.asarray(fit.rotation).T
+    expected = np.asarray(tex["albedo"][0, 0]) * photo_light_shading(light, normals_cam)
+    assert g.mask.sum() > 2000
+    err = np.abs(rendered - expected).mean() / expected.mean()
+    assert err < 0.01
 
 
 def test_side_light_casts_a_nose_shadow_in_the_avatar_render():

@@ -17,7 +17,7 @@ turns an environment's radiance SH into this). Torch is imported inside the func
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -613,6 +613,16 @@ class Intrinsics:
     specular: np.ndarray  # (H, W) in [0, 1]
     confidence: np.ndarray  # (H, W) albedo confidence in [0, 1]
     seed: int
+
+
+def divide_by_shading(intr: Intrinsics, image_linear: np.ndarray, mask: np.ndarray, shading: np.ndarray, *,
+                      protect: np.ndarray | None = None) -> Intrinsics:
+    """``intr`` with albedo, confidence and specular divided out of another shading (H, W, 3) of its
+    normals: the light a renderer will actually cast (the SH light made non-negative), so that
+    albedo x that shading gives the photo back. The SH light and the normals are kept."""
+    albedo, conf = albedo_by_division(image_linear, shading, mask, protect=protect, return_confidence=True)
+    spec = specular_map(image_linear, albedo, shading, mask, normals=intr.normals, sh=intr.sh)
+    return replace(intr, shading=np.asarray(shading, np.float32), albedo=albedo, specular=spec, confidence=conf)
 
 
 def decompose(

@@ -239,7 +239,7 @@ def reconstruct(
         if face_mask.sum() < 200:
             raise InputError(f"the fitted face covers only {int(face_mask.sum())} pixels of {source} (use a larger, more frontal face)")
     with stage("intrinsics"):
-        from .intrinsics import decompose
+        from .intrinsics import decompose, divide_by_shading
 
         # Outside the landmarks' face oval (hairline, ears, under the chin) the pixels are textured but not
         # trusted as skin: kept out of the light fit and the highlight/shadow logic, like eyes and lips.
@@ -248,6 +248,11 @@ def reconstruct(
         protect = ~hull if features is None else (features | ~hull)
         intr = decompose(image_linear, normals_img, face_mask, seed=seed, protect=protect)
         light = photo_light(intr.sh, intr.normals[face_mask])
+        # The renderer casts that non-negative light, not the SH: the albedo is divided out of its shading
+        # (+0.9 dB of re-render PSNR on the astronaut).
+        shading = np.zeros(image_linear.shape, np.float32)
+        shading[face_mask] = photo_light_shading(light, intr.normals[face_mask])
+        intr = divide_by_shading(intr, image_linear, face_mask, shading, protect=protect)
     with stage("uv textures"):
         maps = {"albedo": intr.albedo, "normal": intr.normals, "specular": intr.specular}
         uv_raster = rasterize_uv(model.uvs, tris, texture_size)
@@ -545,6 +550,19 @@ def photo_light(sh: np.ndarray, normals: np.ndarray | None = None, rows: int = P
     radiance = np.stack([nnls(A, np.concatenate([target[:, c] * sw, reg * prior[:, c]]), maxiter=20 * len(omega))[0]
                          for c in range(3)], axis=1)
     return radiance.reshape(rows, 2 * rows, 3).astype(np.float32)
+
+
+def photo_light_shading(light: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """Unshadowed diffuse shading (irradiance / pi) (..., 3) of a ``photo_light`` map at unit normals
+    (..., 3) in the map's frame: exactly what its suns (one per texel) give in the renderer."""
+    from ..envmap import latlong_directions, solid_angles
+
+    rows = light.shape[0]
+    cells = latlong_directions(rows).reshape(-1, 3)
+    omega = solid_angles(rows).reshape(-1)
+    n = np.asarray(normals, dtype=np.float64).reshape(-1, 3)
+    out = (np.clip(n @ cells.T, 0.0, None) * (omega / np.pi)) @ np.asarray(light, np.float64).reshape(-1, 3)
+    return out.reshape(np.shape(normals)).astype(np.float32)
 
 
 def photo_light_suns(light: np.ndarray, fit, yaw: float = 0.0) -> list[dict]:
