@@ -16,7 +16,9 @@ import numpy as np
 from mathutils import Matrix, Vector
 from pnrelight.errors import InputError  # bad input: reported as an ERROR, nothing written
 
-from . import exr, olat
+from pnrelight.formats import exr
+
+from . import olat
 
 STAGE_KEY = "pnrelight_stage"  # custom property (a group) of the stage's Empty
 LIGHT_KEY = "pnrelight_light"  # custom property (a group) of each of its lights
@@ -290,12 +292,11 @@ class OlatRun:
                                  "(choose another folder, or delete it to start again)")
 
         # the frames: per camera, its ground-truth passes, then one frame per light
-        digits = olat.light_digits(len(self.lights))
         self.tasks = []
         for ci in range(len(self.cams)):
             if self.passes:
-                self.tasks.append(("passes", ci, None, [olat.pass_path(self.subject, ci, k) for k in olat.PASS_FILES]))
-            self.tasks += [("olat", ci, li, [olat.olat_path(self.subject, ci, li, digits)]) for li in range(len(self.lights))]
+                self.tasks.append(("passes", ci, None, [olat.pass_relpath(self.subject, ci, k) for k in olat.PASS_FILES]))
+            self.tasks += [("olat", ci, li, [olat.olat_relpath(self.subject, ci, li, len(self.lights))]) for li in range(len(self.lights))]
         self.done, self.pending, self.rendered = {}, [], 0
         self.saved, self.world, self.visible = _Saved(), None, None
 
@@ -362,12 +363,11 @@ class OlatRun:
         frame is there, preview.png."""
         self._restore_scene()
         frames = []
-        digits = olat.light_digits(len(self.lights))
         k0 = self.cam_rows[0]["intrinsics"]
         for ci, cam in enumerate(self.cam_rows):
             k = cam["intrinsics"]
             for li, light in enumerate(self.light_rows):
-                path = olat.olat_path(self.subject, ci, li, digits)
+                path = olat.olat_relpath(self.subject, ci, li, len(self.lights))
                 if path in self.done:
                     frame = {"file_path": path.split("/", 2)[2], "cam_idx": ci, "light_idx": li,
                              "transform_matrix": cam["pose"], "pl_pos": light["position"],
@@ -377,7 +377,7 @@ class OlatRun:
                     frames.append(frame)
         olat.write_json(self.root / "subjects" / self.subject / "transforms.json", olat.transforms_json(k0, frames))
         if self.preview and self.finished and (self.rendered or not (self.root / "preview.png").is_file()):
-            paths = [olat.olat_path(self.subject, 0, li, digits) for li in range(len(self.lights))]
+            paths = [olat.olat_relpath(self.subject, 0, li, len(self.lights)) for li in range(len(self.lights))]
             images = []
             for p in paths:
                 ch = exr.read_exr(self.root / p)

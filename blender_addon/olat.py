@@ -1,7 +1,8 @@
 """The OLAT dataset format (docs/lightstage.md, "Dataset format", schema version 1) as small
 pure-Python functions: frame paths, dataset.json, lights.json, transforms.json, manifest.jsonl
 (append, verify, resume) and the preview grid. No bpy here: the render loop is in lightstage.py.
-A core ``pnrelight.lightstage.dataset`` module, once there is one, replaces this module.
+Paths, checksums and the schema version are the core's (``pnrelight.lightstage.dataset``); what is
+here is the Blender generator's own records (Blender camera intrinsics, its dataset.json, its manifest rows).
 """
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import os
 import re
 from pathlib import Path
 
-SCHEMA_VERSION = 1
-PASS_FILES = {"albedo": "albedo.exr", "normal": "normal.exr", "depth": "depth.exr", "mask": "mask.png"}
+from pnrelight.lightstage.dataset import (  # noqa: F401 - the add-on's dataset paths are the core's
+    MANIFEST, PASS_KINDS, SCHEMA_VERSION, light_digits, olat_relpath, pass_relpath, sha256_file)
+
+PASS_FILES = {kind: pass_relpath("s", 0, kind).rsplit("/", 1)[1] for kind in PASS_KINDS}  # file name of each pass
 FINGERPRINT_PARTS = ("layout", "lights", "cameras", "image_size", "samples", "subject")
 
 
@@ -22,18 +25,6 @@ def subject_id(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name or "").strip("._") or "subject"
 
 
-def light_digits(count: int) -> int:
-    return max(3, len(str(max(count - 1, 0))))
-
-
-def olat_path(subject: str, cam_idx: int, light_idx: int, digits: int = 3) -> str:
-    """Dataset-relative path of an OLAT frame: subjects/<subject>/cam_<CC>/olat/<LLL>.exr."""
-    return f"subjects/{subject}/cam_{cam_idx:02d}/olat/{light_idx:0{digits}d}.exr"
-
-
-def pass_path(subject: str, cam_idx: int, kind: str) -> str:
-    """Dataset-relative path of a ground-truth pass (albedo, normal, depth, mask)."""
-    return f"subjects/{subject}/cam_{cam_idx:02d}/{PASS_FILES[kind]}"
 
 
 def intrinsics(*, lens_mm: float, sensor_width_mm: float, sensor_height_mm: float, sensor_fit: str,
@@ -134,14 +125,6 @@ def write_json(path: Path, doc: dict) -> None:
     os.replace(tmp, path)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def manifest_row(*, path: str, sha256: str, seconds: float, subject: str, cam_idx: int, light_idx, kind: str) -> dict:
     return {"path": path, "sha256": sha256, "status": "done", "seconds": round(float(seconds), 4), "subject": subject,
             "cam_idx": int(cam_idx), "light_idx": None if light_idx is None else int(light_idx), "kind": kind, "shard": None}
@@ -149,7 +132,7 @@ def manifest_row(*, path: str, sha256: str, seconds: float, subject: str, cam_id
 
 def read_manifest(root: Path) -> list[dict]:
     """Rows of manifest.jsonl; a torn or malformed line (an interrupted write) is skipped."""
-    path = root / "manifest.jsonl"
+    path = root / MANIFEST
     if not path.is_file():
         return []
     rows = []
@@ -172,7 +155,7 @@ def finished_rows(root: Path) -> dict[str, dict]:
         f = root / row["path"]
         if f.is_file() and sha256_file(f) == row.get("sha256"):
             done[row["path"]] = row
-    path = root / "manifest.jsonl"
+    path = root / MANIFEST
     if path.is_file() and len(done) != _line_count(path):
         write_manifest(root, list(done.values()))
     return done
@@ -183,7 +166,7 @@ def _line_count(path: Path) -> int:
 
 
 def write_manifest(root: Path, rows: list[dict]) -> None:
-    path = root / "manifest.jsonl"
+    path = root / MANIFEST
     tmp = path.with_name(".manifest.jsonl.part")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     os.replace(tmp, path)
@@ -191,7 +174,7 @@ def write_manifest(root: Path, rows: list[dict]) -> None:
 
 def append_manifest(root: Path, row: dict) -> None:
     """Append one finished frame's row (flushed to disk before returning)."""
-    with open(root / "manifest.jsonl", "a", encoding="utf-8") as f:
+    with open(root / MANIFEST, "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
         f.flush()
         os.fsync(f.fileno())

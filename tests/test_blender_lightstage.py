@@ -103,7 +103,7 @@ def test_extension_builds_validates_and_ships_the_light_stage(session):
     assert "Success" in session["build"].stdout
     with zipfile.ZipFile(session["zip"]) as z:
         names = set(z.namelist())
-    assert {"lightstage.py", "olat.py", "exr.py", "__init__.py"} <= names
+    assert {"lightstage.py", "olat.py", "__init__.py"} <= names
     res = session["results"]
     assert res["install"] == ["FINISHED"] and "blender_user" in res["pnrelight_file"]  # the bundled wheel, no scipy
     assert res["menus"] == {"light_add": True, "render": True}
@@ -281,7 +281,7 @@ def test_stopping_keeps_a_valid_partial_dataset_and_a_rerun_finishes_it(session)
     runs = session["results"]["runs"]
     stop = runs["max_frames"]
     assert stop["status"] == ["CANCELLED"] and stop["error"] is None
-    assert [json.loads(r)["kind"] for r in stop["manifest"]] == ["albedo", "normal", "depth", "mask", "olat"]
+    assert [json.loads(r)["kind"] for r in stop["manifest"]] == ["mask", "albedo", "normal", "depth", "olat"]
     assert not any(".part" in f for f in stop["files"]) and "preview.png" not in stop["files"]
     modal = runs["modal"]
     assert [s["result"] for s in modal["steps"]] == [["RUNNING_MODAL"], ["RUNNING_MODAL"], ["CANCELLED"]]

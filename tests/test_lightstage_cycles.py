@@ -107,6 +107,14 @@ print("RESULT" + json.dumps({"ok": True}))
 """
 
 
+def _render_cycles(tmp_path, job: dict) -> None:
+    """Run the _CYCLES scene for ``job`` in a fresh Python (bpy) process; it writes job["out"]."""
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    proc = subprocess.run([sys.executable, "-c", _CYCLES, str(tmp_path / "job.json")], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def _scene():
     import trimesh
 
@@ -136,10 +144,7 @@ def test_olat_relit_matches_cycles_world(tmp_path, lights):
 
     job = {"vertices": verts.tolist(), "triangles": tris.tolist(), "albedo": ALBEDO, "env": str(env_path), "fx": fx,
            "size": SIZE, "pose": pose.tolist(), "samples": 1024, "out": str(tmp_path / "cycles.exr")}
-    (tmp_path / "job.json").write_text(json.dumps(job))
-    proc = subprocess.run([sys.executable, "-c", _CYCLES, str(tmp_path / "job.json")], capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _render_cycles(tmp_path, job)
     cyc = read_exr(tmp_path / "cycles.exr")
     cyc_rgb, cyc_alpha = cyc[..., :3], cyc[..., 3] if cyc.shape[-1] > 3 else np.ones(cyc.shape[:2])
 
@@ -190,10 +195,7 @@ def test_core_and_cycles_agree_on_a_head_under_one_sun(tmp_path):
     sun = {"direction": (np.array([0.8, 0.3, 0.5]) / np.linalg.norm([0.8, 0.3, 0.5])).tolist(), "strength": 3.0}
     job = {"vertices": verts.tolist(), "triangles": tris.tolist(), "albedo": ALBEDO, "env": None, "sun": sun, "fx": fx,
            "size": size, "pose": pose.tolist(), "samples": 64, "out": str(tmp_path / "cycles.exr")}
-    (tmp_path / "job.json").write_text(json.dumps(job))
-    proc = subprocess.run([sys.executable, "-c", _CYCLES, str(tmp_path / "job.json")], capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _render_cycles(tmp_path, job)
     cyc = read_exr(tmp_path / "cycles.exr")
 
     g = prepare_view({"vertices": verts, "triangles": tris, "albedo": ALBEDO, "specular": 0.0}, pose, K, size)

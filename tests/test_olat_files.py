@@ -1,4 +1,4 @@
-"""The Blender add-on's bpy-free helpers, here without Blender: blender_addon/exr.py (numpy OpenEXR and
+"""The Blender add-on's bpy-free helpers, here without Blender: pnrelight.formats.exr (numpy OpenEXR and
 PNG files, checked against OpenEXR and Pillow) and blender_addon/olat.py (dataset paths, intrinsics,
 manifest bookkeeping for resume, fingerprints)."""
 from __future__ import annotations
@@ -21,7 +21,7 @@ def _load(name):
     return module
 
 
-exr = _load("exr")
+from pnrelight.formats import exr  # noqa: E402 - the numpy codec the add-on writes with
 olat = _load("olat")
 
 
@@ -62,9 +62,10 @@ def test_png_matches_pillow(tmp_path):
 
 
 def test_paths_and_intrinsics():
-    assert olat.olat_path("head", 3, 7) == "subjects/head/cam_03/olat/007.exr"
-    assert olat.olat_path("head", 0, 1234, olat.light_digits(2000)) == "subjects/head/cam_00/olat/1234.exr"
-    assert olat.pass_path("head", 1, "mask") == "subjects/head/cam_01/mask.png"
+    assert olat.olat_relpath("head", 3, 7, 114) == "subjects/head/cam_03/olat/007.exr"
+    assert olat.olat_relpath("head", 0, 1234, 2000) == "subjects/head/cam_00/olat/1234.exr"
+    assert olat.pass_relpath("head", 1, "mask") == "subjects/head/cam_01/mask.png"
+    assert olat.PASS_FILES == {"mask": "mask.png", "albedo": "albedo.exr", "normal": "normal.exr", "depth": "depth.exr"}
     assert olat.subject_id("Head mesh.001") == "Head_mesh.001" and olat.subject_id("") == "subject"
     k = olat.intrinsics(lens_mm=50, sensor_width_mm=36, sensor_height_mm=24, sensor_fit="AUTO", width=640, height=480)
     assert k["fl_x"] == pytest.approx(50 / 36 * 640) and (k["cx"], k["cy"]) == (320, 240)

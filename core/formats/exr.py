@@ -1,4 +1,5 @@
-"""Small numpy-only image files for the OLAT writer: Blender's Python has neither OpenEXR nor Pillow.
+"""Numpy-only OpenEXR and PNG files, for hosts without the OpenEXR package or Pillow (Blender's Python:
+the add-on's OLAT dataset writer). Elsewhere ``pnrelight.imageio`` (OpenEXR, Pillow) is used.
 
 * :func:`write_exr` -- scanline OpenEXR, HALF or FLOAT channels, ZIP compression (16 lines a block).
 * :func:`read_exr` -- single-part scanline OpenEXR with NONE, ZIPS or ZIP compression (what Blender
