@@ -42,7 +42,8 @@ def register(sub) -> None:
     p.add_argument("--no-shadows", action="store_true", help="render without cast shadows")
     p.add_argument("--diffuse-only", action="store_true", help="render the diffuse reflection only (no specular)")
     p.add_argument("--renderer", default="pnrelight", metavar="NAME",
-                   help="pnrelight (default), blender (hook), or MODULE:CLASS of a plug-in renderer")
+                   help="pnrelight (default: the core ray caster), blender (Cycles on the CPU, one fresh bpy process per task), "
+                        "or MODULE:CLASS of a plug-in renderer")
     p.add_argument("--no-preview", action="store_true", help="do not write preview.png")
     p.set_defaults(handler=cmd_olat)
 
