@@ -65,7 +65,7 @@ def import_avatar(context, path, *, texture_size: str = "FULL", subsurface: bool
     before, saved = _snapshot(), lightstage._Saved()
     try:
         obj = _import_mesh(context, av)
-        sss = core.subsurface_from_albedo(_image_array(av.textures["albedo"], srgb=True, max_size=64))
+        sss = core.subsurface_from_albedo(_linear_albedo(av.textures["albedo"], max_size=64))
         materials = _build_materials(obj, av, texture_size, sss, subsurface)
         s = obj.pnrelight_avatar
         s.is_avatar = True
@@ -78,14 +78,12 @@ def import_avatar(context, path, *, texture_size: str = "FULL", subsurface: bool
         # the panel's values, set without their update callbacks (the materials hold them already)
         s["subsurface"] = bool(subsurface)
         s["subsurface_weight"] = float(sss["weight"])
-        extras = []
         if match_photo_lighting:
-            extras.append(_photo_world(context, av, obj, saved))
+            _photo_world(context, av, obj, saved)
         if camera_from_photo:
-            extras.append(_photo_camera(context, av, obj, saved))
+            _photo_camera(context, av, obj, saved)
         if light_stage:
-            stage = lightstage.add_light_stage(context, stage_layout, target=obj, name=f"{obj.name} Light Stage")
-            extras.append(stage)
+            lightstage.add_light_stage(context, stage_layout, target=obj, name=f"{obj.name} Light Stage")
         s.node_count = sum(len(m.node_tree.nodes) for m in materials)
         s.import_seconds = time.perf_counter() - t0
     except Exception:
@@ -137,8 +135,10 @@ def _import_mesh(context, av):
     return obj
 
 
-def _image_array(path: Path, *, srgb: bool, max_size: int) -> np.ndarray:
-    """A small linear (h, w, 3) float copy of an image file, read by Blender (no Pillow in Blender)."""
+def _linear_albedo(path: Path, max_size: int) -> np.ndarray:
+    """A small linear (h, w, 3) copy of the sRGB albedo file, read by Blender (no Pillow in Blender)."""
+    from pnrelight.avatar.color import srgb_to_linear
+
     img = bpy.data.images.load(str(path), check_existing=False)
     try:
         w, h = img.size
@@ -146,8 +146,8 @@ def _image_array(path: Path, *, srgb: bool, max_size: int) -> np.ndarray:
             img.scale(max(1, w * max_size // max(w, h)), max(1, h * max_size // max(w, h)))
             w, h = img.size
         buf = np.empty(w * h * 4, np.float32)
-        img.pixels.foreach_get(buf)  # Blender gives sRGB images as linear floats already
-        return buf.reshape(h, w, 4)[::-1, :, :3].copy()
+        img.pixels.foreach_get(buf)  # an 8-bit image's pixels are its encoded values / 255
+        return srgb_to_linear(buf.reshape(h, w, 4)[::-1, :, :3])
     finally:
         bpy.data.images.remove(img)
 
@@ -273,10 +273,7 @@ def _photo_world(context, av, obj, saved):
     """A world whose Environment Texture is the photo's light turned into the world frame (float image)."""
     from pnrelight.avatar.folder import photo_light_map, world_light_map
 
-    rot = np.array(obj.matrix_world.to_3x3())  # identity at import; kept general
-    env = world_light_map(photo_light_map(av), av.rotation)
-    if not np.allclose(rot, np.eye(3), atol=1e-6):
-        raise InputError("the avatar object is rotated: import anew to match the photo's lighting")
+    env = world_light_map(photo_light_map(av), av.rotation)  # the head sits at the origin, unrotated
     h, w = env.shape[:2]
     img = bpy.data.images.new(f"{obj.name} photo light", w, h, alpha=True, float_buffer=True)
     rgba = np.concatenate([env[::-1], np.ones((h, w, 1), np.float32)], axis=-1)  # Blender rows run bottom-up
