@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -111,11 +112,17 @@ def main(argv=None) -> int:
     parser.add_argument("--no-picture", action="store_true")
     parser.add_argument("--no-denoise", action="store_true", help="render times without Cycles' denoiser")
     args = parser.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="pnrelight_blender_avatar_"))
+    try:
+        return _run(args, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
+
+def _run(args, root: Path) -> int:
     from pnrelight.avatar.folder import photo_intrinsics, read_avatar_folder
     from pnrelight.imageio import read_image, write_image
 
-    root = Path(tempfile.mkdtemp(prefix="pnrelight_blender_avatar_"))
     avatar = args.avatar
     if avatar is None:
         from skimage import data
