@@ -1,11 +1,12 @@
-"""pnrelight: import RTI models (PTM, HSH, NeuralRTI) as relightable planes; virtual light stages and OLAT datasets.
+"""pnrelight: import RTI models (PTM, HSH, NeuralRTI) as relightable planes and avatars as relightable heads;
+virtual light stages and OLAT datasets.
 
 A Blender 4.2+ extension (see blender_manifest.toml); the core comes from the bundled
 ``pnrelight`` wheel.
 """
-from . import lightstage, operators, panel, preferences, properties
+from . import avatar, lightstage, operators, panel, preferences, properties
 
-_modules = (preferences, properties, operators, panel, lightstage)
+_modules = (preferences, properties, operators, panel, lightstage, avatar)
 
 
 def register():

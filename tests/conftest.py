@@ -24,3 +24,23 @@ def run_cli(*args, cwd=None):
 
     return subprocess.run([sys.executable, "-m", "pnrelight_cli", "--no-progress", *map(str, args)],
                           capture_output=True, text=True, cwd=cwd or REPO)
+
+
+@pytest.fixture(scope="session")
+def astronaut_png(tmp_path_factory):
+    """skimage's astronaut (512 x 512) as a PNG file."""
+    from skimage import data
+
+    from pnrelight.imageio import write_image
+
+    return write_image(tmp_path_factory.mktemp("photo") / "astronaut.png", data.astronaut())
+
+
+@pytest.fixture(scope="session")
+def avatar_dir(astronaut_png, tmp_path_factory):
+    """`pnrelight avatar` of the astronaut (256 px textures, 4 turntable frames), built once per test session."""
+    out = tmp_path_factory.mktemp("avatar") / "astronaut_avatar"
+    proc = run_cli("avatar", astronaut_png, "-o", out, "--texture-size", "256", "--turntable", "4")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "avatar written to" in proc.stdout
+    return out

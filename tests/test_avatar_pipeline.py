@@ -7,27 +7,9 @@ import numpy as np
 import pytest
 
 from avatar_synthetic import blender_import_glb, ellipsoid_mesh, glb_accessor, read_glb
-from conftest import run_cli
+from conftest import run_cli  # the astronaut_png and avatar_dir fixtures are in conftest (shared)
 
 VIEWS = ("-090", "-045", "+000", "+045", "+090", "+180")
-
-
-@pytest.fixture(scope="module")
-def astronaut_png(tmp_path_factory):
-    from skimage import data
-
-    from pnrelight.imageio import write_image
-
-    return write_image(tmp_path_factory.mktemp("photo") / "astronaut.png", data.astronaut())
-
-
-@pytest.fixture(scope="module")
-def avatar_dir(astronaut_png, tmp_path_factory):
-    out = tmp_path_factory.mktemp("avatar") / "astronaut_avatar"
-    proc = run_cli("avatar", astronaut_png, "-o", out, "--texture-size", "256", "--turntable", "4")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "avatar written to" in proc.stdout
-    return out
 
 
 @pytest.mark.slow

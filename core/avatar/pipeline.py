@@ -43,6 +43,7 @@ from ..atomic import atomic_output_dir
 from ..errors import InputError
 from ..imageio import write_exr, write_image
 from .color import linear_to_srgb, srgb_to_linear
+from .folder import FORMAT_VERSION
 
 STAGES = ("load", "landmarks", "face model", "fit", "rasterize", "intrinsics", "uv textures", "export", "renders", "turntable",
           "preview")
@@ -360,6 +361,7 @@ def _write_outputs(rec: Reconstruction, photo_path, out_dir, face_model_path, en
         stage.timings["total"] = round(time.perf_counter() - t_start, 3)
         height, width = rec.photo.shape[:2]
         summary = {
+            "format_version": FORMAT_VERSION,
             "photo": str(photo_path),
             "image_size": [int(width), int(height)],
             "model": {"name": model.name, "vertices": int(len(model.vertices)), "triangles": int(len(model.triangles)),
@@ -384,6 +386,7 @@ def _write_outputs(rec: Reconstruction, photo_path, out_dir, face_model_path, en
             "render_backend": backend,
             "render": {"renderer": "pnrelight.lightstage.render", "shadows": bool(shadows),
                        "photo_light": {"rows": PHOTO_LIGHT_ROWS, "suns": int((rec.light.max(-1) > 0).sum()),
+                                       "radiance": np.asarray(rec.light, dtype=float).round(6).tolist(),
                                        "meaning": "the SH lighting as non-negative lat-long radiance (one sun per texel), "
                                                   "camera frame; the re-render is unshadowed"},
                        "relit_suns_rows": ENV_SUN_ROWS, "relit_mean_shading": RELIGHT_MEAN_SHADING},
@@ -447,7 +450,14 @@ def _export(tmp: Path, model, fit, tex) -> dict:
     tris = np.asarray(model.triangles)
     normals = vertex_normals(verts, tris)
     tangents = vertex_tangents(verts, normals, model.uvs, tris)
-    n_tan = tangent_space_normal_map(tex["normal"], verts, normals, tangents, model.uvs, tris, uv_raster=tex.get("uv_raster"))
+    # The tangent-space map is baked against the surface a viewer shows: the glb at its default morph weights,
+    # i.e. the fitted mesh (baked on the neutral base, the smile's turned tangent frames turned the normals twice:
+    # ~29 dB between the object- and tangent-space renders of the astronaut, 37 dB now).
+    fitted = model_frame_mesh(model, fit) if morph else verts
+    fitted_normals = vertex_normals(fitted, tris)
+    n_tan = tangent_space_normal_map(tex["normal"], fitted, fitted_normals,
+                                     vertex_tangents(fitted, fitted_normals, model.uvs, tris), model.uvs, tris,
+                                     uv_raster=tex.get("uv_raster"))
     # The three glTF textures are encoded once and written both as files and into the glb.
     pngs = {"albedo": encode_png(linear_to_srgb(tex["albedo"])), "normal_tangent": encode_png((n_tan + 1) / 2),
             "roughness_metallic": encode_png(roughness_metallic_from_specular(tex["specular"]))}

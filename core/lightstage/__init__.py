@@ -35,6 +35,7 @@ from .layouts import (
     load_layout,
     make_layout,
     pose_from_blender,
+    pose_to_blender,
     preset,
     solid_angles,
     to_blender,
@@ -47,7 +48,7 @@ from .subjects import generate_subjects, inspect_source, write_synthetic_subject
 __all__ = [
     "DEFAULT_DISTANCE_M", "DEFAULT_SIZE_M", "PRESET_NOTES", "LightLayout", "Rig", "compose", "fibonacci_sphere",
     "from_blender", "icosphere", "layout_from_json", "layout_from_lp", "layout_picture", "light_weights", "load_layout",
-    "make_layout", "olat_multipliers", "place_lights", "pose_from_blender", "preset", "relight", "rig_radius",
+    "make_layout", "olat_multipliers", "place_lights", "pose_from_blender", "pose_to_blender", "preset", "relight", "rig_radius",
     "solid_angles", "texel_owners", "to_blender", "upper_hemisphere",
     "EnvAccumulator", "finished_frames", "merge_manifests", "read_dataset", "read_env", "read_olat", "read_passes",
     "read_transforms", "write_preview", "build_dataset", "plan_jobs", "renderer_backend", "run_task", "run_tasks",

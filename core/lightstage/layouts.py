@@ -135,6 +135,15 @@ def pose_from_blender(matrix) -> np.ndarray:
     return out
 
 
+def pose_to_blender(pose) -> np.ndarray:
+    """A 4x4 object-to-world matrix of the core's world as one of Blender's world (inverse of
+    :func:`pose_from_blender`): a core camera-to-world ``pose`` becomes a Blender camera's matrix_world."""
+    m = np.asarray(pose, dtype=np.float64)
+    out = m.copy()
+    out[:3, :] = BLENDER_FROM_CORE @ m[:3, :]
+    return out
+
+
 # ----------------------------------------------------------------------------- generators
 
 

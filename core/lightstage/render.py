@@ -31,6 +31,7 @@ Everything is numpy in, numpy out; images are (H, W, C) float32 linear radiance,
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import warnings
@@ -1048,8 +1049,8 @@ def _load_mesh_file(path: Path, need_texture: bool = True) -> dict:
         uv = getattr(vis, "uv", None)
         if img is not None and (uv is None or len(uv) != len(g.vertices)):
             raise InputError(f"{path} has a texture but no per-vertex uvs (export it with UVs)")
-        if img is not None:
-            images[id(img)] = img
+        if img is not None:  # by content: primitives sharing one atlas (e.g. a material per part) are one texture
+            images[(img.size, img.mode, hashlib.sha1(img.tobytes()).hexdigest())] = img
         if colour is not None:  # trimesh keeps material colours as uint8
             colour = np.asarray(colour)
             colour = colour.astype(np.float64).reshape(-1)[:3] / (255.0 if colour.dtype == np.uint8 else 1.0)
@@ -1068,8 +1069,8 @@ def _load_mesh_file(path: Path, need_texture: bool = True) -> dict:
     mesh = {"vertices": np.concatenate(verts).astype(np.float32), "triangles": np.concatenate(tris).astype(np.int32),
             "uvs": np.concatenate(uvs).astype(np.float32), "source": str(path)}
     mesh["normals"] = np.concatenate(normals).astype(np.float32)
-    if len(parts) == 1 and path.suffix.lower() == ".glb":
-        morph = _glb_morph_offset(path, len(mesh["vertices"]))
+    if path.suffix.lower() == ".glb":
+        morph = _glb_morph_offset(path, [len(g.vertices) for g, _, _ in parts])
         if morph.any():  # the fitted expression: the base mesh's normals no longer fit
             from ..avatar.face_model import vertex_normals
 
@@ -1096,12 +1097,13 @@ def _load_mesh_file(path: Path, need_texture: bool = True) -> dict:
     return mesh
 
 
-def _glb_morph_offset(path: Path, num_vertices: int) -> np.ndarray:
-    """(V, 3) sum of weight x POSITION target of a one-mesh, one-primitive .glb (zeros without morphs)."""
+def _glb_morph_offset(path: Path, counts: list[int]) -> np.ndarray:
+    """(V, 3) sum of weight x POSITION target of a one-mesh .glb, its primitives' offsets in order (V = sum of
+    ``counts``, the loaded parts' vertex counts); zeros without morphs or when the parts are not its primitives."""
     import json
     import struct
 
-    zero = np.zeros((num_vertices, 3), dtype=np.float64)
+    zero = np.zeros((int(sum(counts)), 3), dtype=np.float64)
     try:
         data = path.read_bytes()
         magic, _, _ = struct.unpack_from("<4sII", data, 0)
@@ -1115,19 +1117,25 @@ def _glb_morph_offset(path: Path, num_vertices: int) -> np.ndarray:
     except (OSError, struct.error, ValueError):
         return zero
     meshes = gltf.get("meshes", [])
-    if len(meshes) != 1 or len(meshes[0].get("primitives", [])) != 1:
+    prims = meshes[0].get("primitives", []) if len(meshes) == 1 else []
+    try:
+        if [int(gltf["accessors"][p["attributes"]["POSITION"]]["count"]) for p in prims] != [int(c) for c in counts]:
+            return zero
+    except (KeyError, IndexError, TypeError):
         return zero
-    prim = meshes[0]["primitives"][0]
-    targets = prim.get("targets", [])
-    weights = meshes[0].get("weights", [0.0] * len(targets))
-    out = zero
-    for target, weight in zip(targets, weights):
-        if not weight or "POSITION" not in target:
-            continue
-        delta = _read_accessor(gltf, binary, target["POSITION"])
-        if delta.shape == (num_vertices, 3):
-            out = out + float(weight) * delta
-    return out
+    parts = []
+    for prim, count in zip(prims, counts):
+        targets = prim.get("targets", [])
+        weights = meshes[0].get("weights", [0.0] * len(targets))
+        out = np.zeros((int(count), 3), dtype=np.float64)
+        for target, weight in zip(targets, weights):
+            if not weight or "POSITION" not in target:
+                continue
+            delta = _read_accessor(gltf, binary, target["POSITION"])
+            if delta.shape == out.shape:
+                out += float(weight) * delta
+        parts.append(out)
+    return np.concatenate(parts) if parts else zero
 
 
 def _read_accessor(gltf: dict, binary: bytes, index: int) -> np.ndarray:
