@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 BACKGROUND_SRGB = 0.35  # a plain grey behind the head
+SIDE_LIGHT = (0.8, 0.2, 0.55)  # camera frame: a hard sun from the photo's right, a little above and in front
 CAMERA_DISTANCE = 0.75  # metres from the head's centre
 FOV_DEG = 26.0
 
@@ -64,3 +65,52 @@ def photo(gbuf, linear: np.ndarray) -> np.ndarray:
 
     img = linear_to_srgb(np.clip(linear, 0.0, 1.0))
     return np.where(gbuf.mask[..., None], img, np.float32(BACKGROUND_SRGB)).astype(np.float32)
+
+
+def shadow_case(light, size: int = 384, seed: int = 4242, params: dict | None = None):
+    """A held-out synthetic head (``params``, or subject 0 of ``seed``) photographed under a soft map (interior,
+    turned 30 degrees), its fitted head, and the light stage's renders under one hard sun ``light`` (camera frame)
+    with and without shadows (exposed like the relit photo)."""
+    from pnrelight.avatar import portrait_relight as pr
+    from pnrelight.envmap import ENVMAP_DIR, load_envmap
+    from pnrelight.lightstage.render import render_lights
+    from pnrelight.lightstage.subjects import generate_subjects, head_model, synthetic_mesh
+
+    params = generate_subjects(1, seed=seed)[0] if params is None else params
+    g = synthetic_portrait(params, size)["gbuf"]
+    image = photo(g, render(g, env_suns(load_envmap(ENVMAP_DIR / "interior.exr"), 30.0)))
+    sun = pr.directional_light(light)
+    lit = exposed(g, sun)
+    truth = render_lights(g, lit, shadows=True)
+    flat = render_lights(g, lit, shadows=False)
+    head = pr.fit_photo_head(image)
+    model = head_model()
+    tip = model.landmark_points(synthetic_mesh(params, model)[0])[1]  # mediapipe landmark 1: the nose tip
+    return {"gbuf": g, "photo": image, "truth": truth, "flat": flat, "head": head, "sun": sun, "tip": tip}
+
+
+def _cast_shadow(image, unshadowed, region):
+    """Pixels of ``region`` that ``image`` renders below 0.4 x the same render without shadow rays: cast shadows."""
+    from pnrelight.avatar.intrinsics import luminance
+
+    return region & (luminance(image) < 0.4 * luminance(unshadowed))
+
+
+def nose_shadows(case):
+    """(truth, ours, region) cast-shadow masks around the nose: the light stage's render against the relit photo."""
+    from pnrelight.avatar import portrait_relight as pr
+
+    g = case["gbuf"]
+    ours = pr.relight_photo(case["head"], case["sun"], keep_background=True)["linear"]
+    ours_flat = pr.relight_photo(case["head"], case["sun"], keep_background=True, shadows=False)["linear"]
+    pos = g.image(g.position)
+    tip = case["tip"]
+    # Around the nose: within 4 cm of its tip across the face, on the front, lit (facing the sun) in both renders.
+    region = g.mask & (np.hypot(pos[..., 0] - tip[0], pos[..., 1] - tip[1] + 0.01) < 0.04) & (pos[..., 2] > tip[2] - 0.06)
+    lit = lambda img: img.mean(-1) > 0.05 * np.percentile(img[g.mask].mean(-1), 95)  # noqa: E731 - not the highlights' peak
+    region &= lit(case["flat"]) & lit(ours_flat)
+    return _cast_shadow(case["truth"], case["flat"], region), _cast_shadow(ours, ours_flat, region), region
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))

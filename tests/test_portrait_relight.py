@@ -9,7 +9,7 @@ import pytest
 import portrait_ground_truth as gt
 from conftest import run_cli
 
-SIDE_LIGHT = (0.6, 0.3, 0.75)  # camera frame: from the photo's upper right, in front
+SIDE_LIGHT = gt.SIDE_LIGHT
 
 
 # ----------------------------------------------------------------------------- synthetic heads: shadows
@@ -17,59 +17,13 @@ SIDE_LIGHT = (0.6, 0.3, 0.75)  # camera frame: from the photo's upper right, in 
 
 @pytest.fixture(scope="module")
 def synthetic_case():
-    return make_synthetic_case(SIDE_LIGHT)
-
-
-def make_synthetic_case(light, size: int = 384, seed: int = 4242):
-    """A held-out synthetic head photographed under a soft map, its fitted head, and the light stage under a hard side sun."""
-    from pnrelight.avatar import portrait_relight as pr
-    from pnrelight.envmap import ENVMAP_DIR, load_envmap
-    from pnrelight.lightstage.render import render_lights
-    from pnrelight.lightstage.subjects import generate_subjects, head_model
-
-    params = generate_subjects(1, seed=seed)[0]
-    por = gt.synthetic_portrait(params, size)
-    g = por["gbuf"]
-    photo = gt.photo(g, gt.render(g, gt.env_suns(load_envmap(ENVMAP_DIR / "interior.exr"), 30.0)))
-    sun = pr.directional_light(light)
-    lit = gt.exposed(g, sun)
-    truth = render_lights(g, lit, shadows=True)
-    flat = render_lights(g, lit, shadows=False)
-    head = pr.fit_photo_head(photo)
-    model = head_model()
-    from pnrelight.lightstage.subjects import synthetic_mesh
-
-    tip = model.landmark_points(synthetic_mesh(params, model)[0])[1]  # mediapipe landmark 1: the nose tip
-    return {"gbuf": g, "photo": photo, "truth": truth, "flat": flat, "head": head, "sun": sun, "tip": tip}
-
-
-def _cast_shadow(image, unshadowed, region):
-    """Pixels of ``region`` that ``image`` renders below 0.4 x the same render without shadow rays: cast shadows."""
-    from pnrelight.avatar.intrinsics import luminance
-
-    return region & (luminance(image) < 0.4 * luminance(unshadowed))
-
-
-def nose_shadows(case, light=None):
-    """(truth, ours, region) cast-shadow masks around the nose: the light stage's render against the relit photo."""
-    from pnrelight.avatar import portrait_relight as pr
-
-    g = case["gbuf"]
-    ours = pr.relight_photo(case["head"], case["sun"], keep_background=True)["linear"]
-    ours_flat = pr.relight_photo(case["head"], case["sun"], keep_background=True, shadows=False)["linear"]
-    pos = g.image(g.position)
-    tip = case["tip"]
-    # Around the nose: within 4 cm of its tip across the face, on the front, lit (facing the sun) in both renders.
-    region = g.mask & (np.hypot(pos[..., 0] - tip[0], pos[..., 1] - tip[1] + 0.01) < 0.04) & (pos[..., 2] > tip[2] - 0.06)
-    lit = lambda img: img.mean(-1) > 0.05 * np.percentile(img[g.mask].mean(-1), 95)  # noqa: E731 - not the highlights' peak
-    region &= lit(case["flat"]) & lit(ours_flat)
-    return _cast_shadow(case["truth"], case["flat"], region), _cast_shadow(ours, ours_flat, region), region
+    return gt.shadow_case(SIDE_LIGHT)
 
 
 @pytest.mark.slow
 def test_nose_shadow_lands_where_the_light_stage_puts_it(synthetic_case):
-    truth, ours, region = nose_shadows(synthetic_case)
-    iou = (ours & truth).sum() / max((ours | truth).sum(), 1)
+    truth, ours, region = gt.nose_shadows(synthetic_case)
+    iou = gt.iou(ours, truth)
     print(f"nose shadow: truth {truth.sum()} px, ours {ours.sum()} px of {region.sum()}, IoU {iou:.3f}")
     assert truth.sum() >= 30  # the light stage casts a real nose shadow here
     assert iou >= 0.7
