@@ -356,7 +356,11 @@ def shadowed_photo_light(gbuf, head: PhotoHead, photo_px: np.ndarray, on_head: n
     alb_lum = luminance(alb)
     skin = gbuf.n_dot_v[idx] > 0.2
     if face_px is not None and (skin & face_px[idx]).sum() >= 50:
-        skin &= face_px[idx]  # the face's skin: the skull's texture is painted skin, its photo may be hair
+        # Skin is what looks like the face's skin in the photo: the skull's texture is painted skin, its photo may be hair.
+        seen = np.clip(photo_px[idx], 0.0, None)
+        seen_chroma = seen / np.maximum(luminance(seen), 1e-6)[:, None]
+        ref = np.median(seen_chroma[skin & face_px[idx]], axis=0)
+        skin &= face_px[idx] | (np.abs(seen_chroma - ref).max(1) < 0.15)
     info = {"cells": len(cells), "fit_pixels": 0, "skin": np.zeros(0, np.int64)}
     if skin.sum() < 50:
         E = e0
@@ -367,7 +371,7 @@ def shadowed_photo_light(gbuf, head: PhotoHead, photo_px: np.ndarray, on_head: n
         chroma = alb / np.maximum(alb_lum, 1e-6)[:, None]
         skin &= np.abs(chroma - np.median(chroma[skin], axis=0)).max(1) < 0.15
         fit_idx = np.flatnonzero(skin)
-        fit_idx = fit_idx[:: max(1, len(fit_idx) // 6000)]
+        fit_idx = fit_idx[:: max(1, len(fit_idx) // 4000)]
         A = B[:, fit_idx].T.astype(np.float64)
         y = luminance(photo_px[idx[fit_idx]]).astype(np.float64) / max(med, 1e-6)
         lam = LIGHT_PRIOR * float((A ** 2).sum()) / (len(cells) * len(y))  # cells the face hardly sees keep the SH light
@@ -375,8 +379,11 @@ def shadowed_photo_light(gbuf, head: PhotoHead, photo_px: np.ndarray, on_head: n
         E = e0
         for _ in range(3):
             sw = np.sqrt(w / len(y))
-            E = nnls(np.concatenate([A * sw[:, None], np.sqrt(lam) * np.eye(len(cells))]),
-                     np.concatenate([y * sw, np.sqrt(lam) * e0]), maxiter=50 * len(cells))[0]
+            try:
+                E = nnls(np.concatenate([A * sw[:, None], np.sqrt(lam) * np.eye(len(cells))]),
+                         np.concatenate([y * sw, np.sqrt(lam) * e0]), maxiter=10 * len(cells))[0]
+            except RuntimeError:  # not converged in time: keep the previous pass (the SH light at first)
+                break
             r = A @ E - y
             scale = 1.4826 * float(np.median(np.abs(r))) + 1e-6
             w = 1.0 / (1.0 + (r / (2.0 * scale)) ** 2)  # Cauchy weights: highlights, brows, hair fall out
