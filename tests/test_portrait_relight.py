@@ -29,6 +29,52 @@ def test_nose_shadow_lands_where_the_light_stage_puts_it(synthetic_case):
     assert iou >= 0.7
 
 
+@pytest.mark.slow
+def test_phong_prior_specular_and_exposure(synthetic_case):
+    """PN-Relighting's Phong-prior specular relights too; --exposure scales the light by 2^EV."""
+    from pnrelight.avatar import portrait_relight as pr
+    from pnrelight.envmap import ENVMAP_DIR, load_envmap
+
+    env = load_envmap(ENVMAP_DIR / "courtyard.exr")
+    lights = pr.environment_lights(env)
+    head = synthetic_case["head"]
+    ggx = pr.relight_photo(head, lights, env=env, keep_background=True)
+    phong = pr.relight_photo(head, lights, env=env, keep_background=True, specular="phong")
+    bright = pr.relight_photo(head, lights, env=env, keep_background=True, exposure_ev=1.0)
+    m = ggx["head_mask"]
+    assert np.isfinite(phong["linear"]).all() and phong["linear"].min() >= 0
+    assert 0.002 < np.abs(phong["linear"] - ggx["linear"])[m].mean() < 0.2 * ggx["linear"][m].mean()
+    np.testing.assert_allclose(bright["scale"], 2.0 * ggx["scale"], rtol=1e-6)
+    assert bright["linear"][m].mean() > 1.8 * ggx["linear"][m].mean()
+
+
+def test_proxy_normals_of_a_disk_bulge_outwards():
+    from pnrelight.avatar.portrait_relight import proxy_normals
+
+    yy, xx = np.mgrid[:101, :101]
+    disk = (xx - 50) ** 2 + (yy - 50) ** 2 < 40 ** 2
+    n = proxy_normals(disk)
+    assert n[50, 50, 2] > 0.99  # the centre faces the camera
+    assert n[50, 14, 0] < -0.5 and n[50, 86, 0] > 0.5  # left edge turns left (-x), right edge right
+    assert n[14, 50, 1] > 0.5 and n[86, 50, 1] < -0.5  # top edge up (+y, camera frame), bottom down
+    np.testing.assert_allclose(np.linalg.norm(n, axis=-1), 1.0, atol=1e-5)
+
+
+def test_phong_priors_keep_a_constant_map_constant():
+    from pnrelight.avatar.portrait_relight import lights_to_latlong, phong_priors
+    from pnrelight.envmap import solid_angles
+    from pnrelight.lightstage.render import sun_light
+
+    priors = phong_priors(np.full((16, 32, 3), 0.7, np.float32))
+    assert sorted(priors) == [1, 16, 32, 64]
+    for p in priors.values():
+        assert p.shape == (32, 64, 3)
+        np.testing.assert_allclose(p, 0.7, rtol=1e-3)
+    # A sun splatted into a map keeps its irradiance (radiance x texel solid angle).
+    env = lights_to_latlong([sun_light((0.3, 0.5, 0.8), (2.0, 1.0, 0.5))], 16)
+    np.testing.assert_allclose((env * solid_angles(16)[..., None]).sum((0, 1)), (2.0, 1.0, 0.5), rtol=1e-5)
+
+
 # ----------------------------------------------------------------------------- a real photo: identity and seams
 
 
@@ -184,3 +230,44 @@ def test_cli_relights_a_photo_and_records_the_run(small_photo, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     s = read_image(sheet)
     assert s.shape[1] == 3 * s.shape[0] - 3 * 22 or s.shape[1] > 2.5 * s.shape[0]
+
+
+@pytest.mark.slow
+def test_batch_and_avatar_reuse(small_photo, tmp_path):
+    import shutil
+
+    from pnrelight.envmap import ENVMAP_DIR
+    from pnrelight.imageio import read_image
+
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    shutil.copy(small_photo, a)
+    shutil.copy(small_photo, b)
+    folder = tmp_path / "batch"
+    proc = run_cli("relight", a, b, "--env", ENVMAP_DIR / "city.exr", "--no-shadows", "-o", folder)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((folder / "relight.json").read_text())
+    assert [p["photo"] for p in record["photos"]] == [str(a), str(b)]
+    ia, ib = read_image(folder / "a_relit.png"), read_image(folder / "b_relit.png")
+    assert np.array_equal(ia, ib)  # deterministic: the same photo relights to the same bytes
+    # --avatar: the folder `pnrelight avatar` made from the photo, no refit; close to relighting with a new fit.
+    avatar = tmp_path / "avatar"
+    proc = run_cli("avatar", a, "-o", avatar, "--texture-size", "256")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "reused.png"
+    proc = run_cli("relight", a, "--avatar", avatar, "--env", ENVMAP_DIR / "city.exr", "--no-shadows", "-o", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec = json.loads(out.with_name("reused.relight.json").read_text())
+    assert rec["photos"][0]["head"] == str(avatar) and "fit" not in rec["photos"][0]["seconds"]
+    reused = read_image(out)
+    diff = np.abs(reused - ia).mean()
+    print(f"--avatar vs new fit: mean |difference| {diff:.4f}")
+    assert diff < 0.03
+    # An avatar made from another photo size is refused (exit 2, nothing written).
+    import cv2
+
+    from pnrelight.imageio import write_image
+
+    other = write_image(tmp_path / "other.png", cv2.resize(read_image(a), (200, 200)))
+    out2 = tmp_path / "other_out.png"
+    proc = run_cli("relight", other, "--avatar", avatar, "--env", ENVMAP_DIR / "city.exr", "-o", out2)
+    assert proc.returncode == 2 and "was made from a" in proc.stderr and not out2.exists()

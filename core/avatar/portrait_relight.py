@@ -436,6 +436,9 @@ def specular_level(gbuf, lights: list[dict], photo_px: np.ndarray, skin: np.ndar
     alb_chroma = alb / np.maximum(alb.sum(1, keepdims=True), 1e-6)
     dist = np.abs(alb_chroma - np.median(alb_chroma[skin], axis=0)).max(1)
     white = white * (1.0 - _smoothstep(dist, 0.03, 0.08))
+    # Never more than most of the pixel's weakest channel: a highlight of another colour than the light
+    # assumed would otherwise leave a hole of the complementary colour.
+    white = np.minimum(white, 0.8 * px.min(1))
     target = float(np.mean(white[skin]))
     levels = [0.0]
     energy = [0.0]
