@@ -43,7 +43,7 @@ def test_phong_prior_specular_and_exposure(synthetic_case):
     bright = pr.relight_photo(head, lights, env=env, keep_background=True, exposure_ev=1.0)
     m = ggx["head_mask"]
     assert np.isfinite(phong["linear"]).all() and phong["linear"].min() >= 0
-    assert 0.002 < np.abs(phong["linear"] - ggx["linear"])[m].mean() < 0.2 * ggx["linear"][m].mean()
+    assert 0.002 < np.abs(phong["linear"] - ggx["linear"])[m].mean() < 0.5 * ggx["linear"][m].mean()  # other highlights, same light
     np.testing.assert_allclose(bright["scale"], 2.0 * ggx["scale"], rtol=1e-6)
     assert bright["linear"][m].mean() > 1.8 * ggx["linear"][m].mean()
 
