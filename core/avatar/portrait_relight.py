@@ -6,16 +6,18 @@ add them back". This module does that with the fitted full head and the project'
 (:mod:`pnrelight.lightstage.render`):
 
 * **Head** (the fitted head's pixels inside the person mask): the head is traced from the photo's
-  camera (:func:`head_view`). The photo's light (``pipeline.photo_light``: the SH lighting as
-  non-negative suns) and the new light are each cast on the head with albedo 1 and shadow rays
-  (cast shadows and ambient occlusion of every sun), giving the old and new diffuse shading
-  D_old, D_new. The albedo is A = (photo - S_old) / D_old: dividing by the *shadowed* old shading
-  removes the photo's own shadows from it (where D_old is too dark to divide by, the avatar's
-  texture albedo takes over). Specular follows PN-Relighting's Phong priors: S = k_s x the
-  environment prefiltered with Phong lobes 16/32/64 (``intrinsics.SPECULAR_LOBE_WEIGHTS``, the
-  yardstick k_s was measured with) at the mirror direction, times the new light's shadowing; the
-  exponent-1 prior is the unshadowed diffuse shading the exposure is set from. Relit head:
-  A x D_new + S_new.
+  camera (:func:`head_view`). The photo's light is refitted with the head's shadows
+  (:func:`shadowed_photo_light`: the SH light's 8 x 16 cells as suns cast with shadow rays, strengths
+  fitted to the face's skin), giving the old diffuse shading D_old with the head's cast shadows and
+  occlusion; the new light's suns are cast the same way (D_new). The albedo is
+  A = (photo - S_old) / D_old: dividing by the *shadowed* old shading takes the photo's own shadows
+  out (where D_old is too dark to divide by, the avatar's texture albedo takes over). Specular
+  (:func:`specular_level`): the photo's highlights S_old are the white part of the skin; the new ones
+  S_new are the renderer's GGX lobe with the one specular level whose highlight energy under the old
+  light is the photo's, cast with shadows. PN-Relighting's Phong priors (the map prefiltered at
+  exponents 1, 16, 32, 64: :func:`phong_priors`) are the alternative ``specular="phong"``: k_s x the
+  16/32/64 lobes (``intrinsics.SPECULAR_LOBE_WEIGHTS``, the yardstick k_s is measured with) at the
+  mirror direction. Relit head: A x D_new + S_new.
 * **Rest of the person** (hair, neck, shoulders, clothes: the person mask outside the head):
   ratio relighting, photo x D_new / D_old with normals of an inflated surface over the mask
   (:func:`proxy_normals`), unshadowed; blended into the head with a feathered mask.
@@ -468,8 +470,10 @@ def relight_photo(head: PhotoHead, lights: list[dict], *, env: np.ndarray | None
     keep_background : keep the photo's background instead of the environment seen from the camera.
     method : "full" (this module's relighting) or "sh" (the SH-only Lambertian baseline: photo x
     SH_new(n) / SH_old(n) with the same normals, no shadows, no specular).
-    Returns dict(linear (H, W, 3) float32, srgb (H, W, 3), head_mask (H, W) bool, blend (H, W) head
-    weight, scale (light scale used), suns, timings).
+    specular : "ggx" (the renderer's lobe, :func:`specular_level`) or "phong" (PN-Relighting's Phong priors).
+    Returns dict(linear (H, W, 3) float32, srgb (H, W, 3) tone-mapped, head_mask (H, W) bool, blend (H, W)
+    head weight, scale (light scale used), suns, old_light (the refit's residual, specular level),
+    layers (H, W, 3) images: shading_old, shading_new, albedo, specular_old, specular_new; timings).
     """
     from ..envmap import envmap_to_sh, render_sh, sh_radiance_to_shading
     from ..lightstage.render import render_lights
@@ -479,6 +483,8 @@ def relight_photo(head: PhotoHead, lights: list[dict], *, env: np.ndarray | None
 
     if method not in ("full", "sh"):
         raise InputError(f"relight method {method!r} is unknown (use 'full' or 'sh')")
+    if specular not in ("ggx", "phong"):
+        raise InputError(f"specular model {specular!r} is unknown (use 'ggx' or 'phong')")
     timings: dict[str, float] = {}
     t = time.perf_counter()
     photo_lin = srgb_to_linear(head.photo).astype(np.float32)
@@ -537,7 +543,7 @@ def relight_photo(head: PhotoHead, lights: list[dict], *, env: np.ndarray | None
             occlusion = np.clip(luminance(d_new) / np.maximum(luminance(flat_new), 1e-6), 0.0, 1.0)[:, None]
             s_new = ks * _glossy(phong_priors(new_map), mirror) * occlusion
         else:
-            # The renderer's GGX lobe with one specular level for the head, the one that best removes the photo's highlights.
+            # The renderer's GGX lobe with one specular level for the head: the photo's highlight energy under the old light.
             f0, s_old = specular_level(gbuf, old_model, photo_px, skin, fit_info.get("colour", (1.0, 1.0, 1.0)))
             fit_info["specular_level"] = round(f0, 4)
             s_new = _specular(gbuf, new_model, f0, shadows)
