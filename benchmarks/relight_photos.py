@@ -9,7 +9,7 @@ every relit image: the landmarks re-detected on it against those of the photo (m
 photo's, over the same ratio on the whole person: 1 = no sharper than elsewhere).
 
 Run: ``.venv/bin/python benchmarks/relight_photos.py``; writes ``benchmarks/results/relight_photos.json`` and the
-contact sheet ``docs/images/relight_photos.png`` (one row per photo).
+contact sheet ``docs/images/relight_photos.jpg`` (one row per photo).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ ROTATIONS = (0.0, 120.0)
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=RESULTS / "relight_photos.json")
-    ap.add_argument("--sheet", type=Path, default=ROOT / "docs" / "images" / "relight_photos.png")
+    ap.add_argument("--sheet", type=Path, default=ROOT / "docs" / "images" / "relight_photos.jpg")
     ap.add_argument("--photos", nargs="*", default=None, help="subset of the variant names")
     args = ap.parse_args(argv)
 
