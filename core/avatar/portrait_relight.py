@@ -573,15 +573,17 @@ def relight_photo(head: PhotoHead, lights: list[dict], *, env: np.ndarray | None
     head_mask = np.zeros((h, w), bool)
     head_mask[y0:y1, x0:x1] = head_win
     # The rest of the person: ratio relighting on the inflated surface (unshadowed).
-    normals = proxy_normals(head.person)
+    on_person = head.person > 0.01  # shaded only where the person is (a 1080p frame is mostly background)
+    normals = proxy_normals(head.person)[on_person]
     if method == "sh":
         sh_new = sh_radiance_to_shading(_lights_sh(new_cam)) if env is None else sh_radiance_to_shading(envmap_to_sh(env) * scale)
         b_old, b_new = render_sh(normals, head.sh), render_sh(normals, sh_new)
     else:
         b_old, b_new = _diffuse(normals, old_cam), _diffuse(normals, new_cam)
-    floor = 0.05 * max(float(np.median(luminance(b_old[head.person > 0.5]))) if (head.person > 0.5).any() else 0.0, 1e-4)
-    ratio = np.clip(np.clip(b_new, 0, None) / np.maximum(b_old, floor), 0.0, BODY_RATIO_MAX)
-    body = photo_lin * ratio
+    core = head.person[on_person] > 0.5
+    floor = 0.05 * max(float(np.median(luminance(b_old[core]))) if core.any() else 0.0, 1e-4)
+    body = photo_lin.copy()
+    body[on_person] *= np.clip(np.clip(b_new, 0, None) / np.maximum(b_old, floor), 0.0, BODY_RATIO_MAX)
     blend = _feathered(head_mask, FEATHER * float(np.sqrt(max(head_mask.sum(), 1))))
     person_relit = blend[..., None] * head_relit + (1.0 - blend[..., None]) * body
     alpha = np.clip(head.person, 0.0, 1.0)[..., None]
