@@ -12,7 +12,7 @@ import sys
 from pnrelight import __version__
 from pnrelight.errors import InputError
 
-SUBCOMMAND_MODULES = ["pnrelight_cli.rti", "pnrelight_cli.avatar", "pnrelight_cli.olat"]
+SUBCOMMAND_MODULES = ["pnrelight_cli.rti", "pnrelight_cli.avatar", "pnrelight_cli.olat", "pnrelight_cli.relight"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -48,12 +48,13 @@ SH_BAND_OF_COEFF = np.array([0, 1, 1, 1, 2, 2, 2, 2, 2])
 # ----------------------------------------------------------------------------- loading
 
 
-def load_envmap(path: str | os.PathLike) -> np.ndarray:
+def load_envmap(path: str | os.PathLike, *, strict: bool = False) -> np.ndarray:
     """Read a lat-long HDR environment map (OpenEXR or Radiance .hdr).
 
     Returns (H, W, 3) float32 linear radiance, W = 2 H, negatives clamped to 0,
     non-finite values set to 0. Raises InputError for a missing/unreadable file
-    or a map that is not 2:1.
+    or a map that is not 2:1; with ``strict`` also for negative or non-finite radiance
+    (a broken map is refused instead of silently repaired).
     """
     from .imageio import _read_radiance_hdr, read_exr
 
@@ -75,6 +76,10 @@ def load_envmap(path: str | os.PathLike) -> np.ndarray:
     if env.ndim != 3 or env.shape[2] < 3:
         raise InputError(f"environment map {path} has shape {env.shape}, not an RGB image (give an RGB lat-long map)")
     env = env[..., :3]
+    if strict and not np.isfinite(env).all():
+        raise InputError(f"environment map {path} contains NaN or infinite radiance (fix or re-export the map)")
+    if strict and (env < 0).any():
+        raise InputError(f"environment map {path} has negative radiance (clip it to >= 0 or re-export the map)")
     return as_latlong(env, what=str(path))
 
 

@@ -1,0 +1,273 @@
+"""``pnrelight relight``: the photo relit, with the head's cast shadows where the light stage puts them; bad inputs."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import portrait_ground_truth as gt
+from conftest import run_cli
+
+SIDE_LIGHT = gt.SIDE_LIGHT
+
+
+# ----------------------------------------------------------------------------- synthetic heads: shadows
+
+
+@pytest.fixture(scope="module")
+def synthetic_case():
+    return gt.shadow_case(SIDE_LIGHT)
+
+
+@pytest.mark.slow
+def test_nose_shadow_lands_where_the_light_stage_puts_it(synthetic_case):
+    truth, ours, region = gt.nose_shadows(synthetic_case)
+    iou = gt.iou(ours, truth)
+    print(f"nose shadow: truth {truth.sum()} px, ours {ours.sum()} px of {region.sum()}, IoU {iou:.3f}")
+    assert truth.sum() >= 30  # the light stage casts a real nose shadow here
+    assert iou >= 0.7
+
+
+@pytest.mark.slow
+def test_phong_prior_specular_and_exposure(synthetic_case):
+    """PN-Relighting's Phong-prior specular relights too; --exposure scales the light by 2^EV."""
+    from pnrelight.avatar import portrait_relight as pr
+    from pnrelight.envmap import ENVMAP_DIR, load_envmap
+
+    env = load_envmap(ENVMAP_DIR / "courtyard.exr")
+    lights = pr.environment_lights(env)
+    head = synthetic_case["head"]
+    ggx = pr.relight_photo(head, lights, env=env, keep_background=True)
+    phong = pr.relight_photo(head, lights, env=env, keep_background=True, specular="phong")
+    bright = pr.relight_photo(head, lights, env=env, keep_background=True, exposure_ev=1.0)
+    m = ggx["head_mask"]
+    assert np.isfinite(phong["linear"]).all() and phong["linear"].min() >= 0
+    assert 0.002 < np.abs(phong["linear"] - ggx["linear"])[m].mean() < 0.5 * ggx["linear"][m].mean()  # other highlights, same light
+    np.testing.assert_allclose(bright["scale"], 2.0 * ggx["scale"], rtol=1e-6)
+    assert bright["linear"][m].mean() > 1.8 * ggx["linear"][m].mean()
+
+
+def test_proxy_normals_of_a_disk_bulge_outwards():
+    from pnrelight.avatar.portrait_relight import proxy_normals
+
+    yy, xx = np.mgrid[:101, :101]
+    disk = (xx - 50) ** 2 + (yy - 50) ** 2 < 40 ** 2
+    n = proxy_normals(disk)
+    assert n[50, 50, 2] > 0.99  # the centre faces the camera
+    assert n[50, 14, 0] < -0.5 and n[50, 86, 0] > 0.5  # left edge turns left (-x), right edge right
+    assert n[14, 50, 1] > 0.5 and n[86, 50, 1] < -0.5  # top edge up (+y, camera frame), bottom down
+    np.testing.assert_allclose(np.linalg.norm(n, axis=-1), 1.0, atol=1e-5)
+
+
+def test_phong_priors_keep_a_constant_map_constant():
+    from pnrelight.avatar.portrait_relight import lights_to_latlong, phong_priors
+    from pnrelight.envmap import solid_angles
+    from pnrelight.lightstage.render import sun_light
+
+    priors = phong_priors(np.full((16, 32, 3), 0.7, np.float32))
+    assert sorted(priors) == [1, 16, 32, 64]
+    for p in priors.values():
+        assert p.shape == (32, 64, 3)
+        np.testing.assert_allclose(p, 0.7, rtol=1e-3)
+    # A sun splatted into a map keeps its irradiance (radiance x texel solid angle).
+    env = lights_to_latlong([sun_light((0.3, 0.5, 0.8), (2.0, 1.0, 0.5))], 16)
+    np.testing.assert_allclose((env * solid_angles(16)[..., None]).sum((0, 1)), (2.0, 1.0, 0.5), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- a real photo: identity and seams
+
+
+ASTRONAUT_SIZE = 384  # the astronaut at reduced size: the face is still ~110 px tall
+
+
+@pytest.fixture(scope="module")
+def astronaut_relit():
+    """skimage's astronaut (reduced), its fitted head, and the photo relit under the shipped sunset map turned by 60 degrees."""
+    import cv2
+    from skimage import data
+
+    from pnrelight.avatar import portrait_relight as pr
+    from pnrelight.envmap import ENVMAP_DIR, load_envmap
+
+    photo = cv2.resize(data.astronaut(), (ASTRONAUT_SIZE, ASTRONAUT_SIZE), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    head = pr.fit_photo_head(photo, texture_size=256)
+    env = load_envmap(ENVMAP_DIR / "sunset.exr")
+    r = pr.relight_photo(head, pr.environment_lights(env, 60.0), env=pr.rotated_envmap(env, 60.0), keep_background=True)
+    return {"photo": photo, "head": head, "relit": r}
+
+
+def seam_ratio(photo: np.ndarray, relit: np.ndarray, head_mask: np.ndarray, person: np.ndarray, band: int = 2) -> float:
+    """Mean gradient magnitude of the relit image on the head mask's border (a band of +-``band`` px) over the photo's
+    there, divided by the same ratio over the whole person: 1 when the border is no sharper than anywhere else."""
+    import cv2
+
+    def grad(img):
+        g = img.mean(-1).astype(np.float32)
+        return np.hypot(cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3))
+
+    m = head_mask.astype(np.uint8)
+    k = np.ones((2 * band + 1, 2 * band + 1), np.uint8)
+    border = (cv2.dilate(m, k) > 0) & (cv2.erode(m, k) == 0) & (person > 0.5)
+    inside = person > 0.5
+    g_relit, g_photo = grad(relit), grad(photo)
+    return float((g_relit[border].mean() / g_photo[border].mean()) / (g_relit[inside].mean() / g_photo[inside].mean()))
+
+
+@pytest.mark.slow
+def test_relit_face_keeps_its_landmarks(astronaut_relit):
+    from pnrelight.avatar.landmarks import detect_faces
+
+    a = astronaut_relit
+    before = detect_faces(a["photo"])[0].points[:, :2]
+    after = detect_faces(a["relit"]["srgb"])[0].points[:, :2]
+    shift = np.linalg.norm(after - before, axis=1)
+    print(f"landmark shift after relighting: mean {shift.mean():.3f} px, median {np.median(shift):.3f} px, 95th {np.percentile(shift, 95):.3f} px")
+    assert shift.mean() <= 1.0
+
+
+@pytest.mark.slow
+def test_no_seam_at_the_head_border(astronaut_relit):
+    a = astronaut_relit
+    r = a["relit"]
+    ratio = seam_ratio(a["photo"], r["srgb"], r["head_mask"], a["head"].person)
+    print(f"seam: border / person gradient ratio {ratio:.3f}")
+    assert ratio < 1.25
+    # The relit photo really changed: the face is lit differently, not copied.
+    face = r["head_mask"]
+    assert np.abs(r["srgb"][face] - a["photo"][face]).mean() > 0.03
+
+
+# ----------------------------------------------------------------------------- the command and its bad inputs
+
+
+@pytest.fixture(scope="module")
+def small_photo(tmp_path_factory):
+    import cv2
+    from skimage import data
+
+    from pnrelight.imageio import write_image
+
+    return write_image(tmp_path_factory.mktemp("photo") / "astronaut.png",
+                       cv2.resize(data.astronaut(), (ASTRONAUT_SIZE, ASTRONAUT_SIZE), interpolation=cv2.INTER_AREA))
+
+
+def _env_file(path, env):
+    from pnrelight.imageio import write_exr
+
+    write_exr(path, np.asarray(env, np.float32))
+    return path
+
+
+def _assert_clean_failure(proc, out, needle):
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("pnrelight")]
+    assert len(lines) == 1 and needle in lines[0], proc.stderr[-2000:]
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name != "photo.png" and not p.suffix == ".exr"], list(out.parent.iterdir())
+
+
+def test_no_face_exits_2(tmp_path):
+    from pnrelight.envmap import ENVMAP_DIR
+    from pnrelight.imageio import write_image
+
+    photo = write_image(tmp_path / "photo.png", np.full((240, 320, 3), 0.6, np.float32))
+    out = tmp_path / "out.png"
+    _assert_clean_failure(run_cli("relight", photo, "--env", ENVMAP_DIR / "sunset.exr", "-o", out), out, "no face")
+
+
+@pytest.mark.parametrize("case", ["unreadable", "not 2:1", "negative", "nan"])
+def test_bad_environment_map_exits_2(tmp_path, case):
+    from pnrelight.imageio import write_image
+
+    photo = write_image(tmp_path / "photo.png", np.full((64, 64, 3), 0.5, np.float32))  # never fitted: the map fails first
+    env = np.ones((16, 32, 3), np.float32)
+    if case == "unreadable":
+        path = tmp_path / "bad.exr"
+        path.write_bytes(b"this is not an OpenEXR file")
+        needle = "cannot read environment map"
+    elif case == "not 2:1":
+        path, needle = _env_file(tmp_path / "square.exr", np.ones((32, 32, 3))), "not a 2:1"
+    elif case == "negative":
+        env[3, 5] = -1.0
+        path, needle = _env_file(tmp_path / "negative.exr", env), "negative radiance"
+    else:
+        env[3, 5, 1] = np.nan
+        path, needle = _env_file(tmp_path / "nan.exr", env), "NaN"
+    out = tmp_path / "out.png"
+    _assert_clean_failure(run_cli("relight", photo, "--env", path, "-o", out), out, needle)
+
+
+def test_bad_arguments_exit_2(tmp_path):
+    from pnrelight.envmap import ENVMAP_DIR
+
+    out = tmp_path / "out.png"
+    _assert_clean_failure(run_cli("relight", tmp_path / "missing.jpg", "--env", ENVMAP_DIR / "sunset.exr", "-o", out), out, "not found")
+    proc = run_cli("relight", tmp_path / "missing.jpg", "--light", "0", "0", "0", "-o", out)
+    assert proc.returncode == 2 and not out.exists()
+    proc = run_cli("relight", tmp_path / "missing.jpg", "-o", out)  # neither --env nor --light
+    assert proc.returncode == 2 and "one of the arguments" in proc.stderr and not out.exists()
+
+
+@pytest.mark.slow
+def test_cli_relights_a_photo_and_records_the_run(small_photo, tmp_path):
+    from pnrelight.envmap import ENVMAP_DIR
+    from pnrelight.imageio import read_image
+
+    out = tmp_path / "relit.png"
+    proc = run_cli("relight", small_photo, "--env", ENVMAP_DIR / "forest.exr", "--rotate", "90", "--exposure", "0.5", "--exr", "-o", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    img, lin = read_image(out), read_image(out.with_suffix(".exr"))
+    assert img.shape[:2] == (ASTRONAUT_SIZE, ASTRONAUT_SIZE) and lin.shape[:2] == img.shape[:2]
+    assert np.isfinite(lin).all() and lin.min() >= 0 and 0.05 < img.mean() < 0.95
+    record = json.loads(out.with_name("relit.relight.json").read_text())
+    assert record["settings"]["rotate_deg"] == 90.0 and record["settings"]["exposure_ev"] == 0.5 and record["seeds"]["seed"] == 0
+    assert record["photos"][0]["seconds"]["head"] > 0 and record["timings_s"]["total"] > 0
+    assert record["photos"][0]["relight"][0]["old_light"]["fit_pixels"] > 500
+    # --envs: a contact sheet of the photo and one tile per map.
+    sheet = tmp_path / "sheet.png"
+    proc = run_cli("relight", small_photo, "--envs", ENVMAP_DIR / "studio.exr", ENVMAP_DIR / "night.exr", "--no-shadows", "-o", sheet)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    s = read_image(sheet)
+    assert s.shape[1] == 3 * s.shape[0] - 3 * 22 or s.shape[1] > 2.5 * s.shape[0]
+
+
+@pytest.mark.slow
+def test_batch_and_avatar_reuse(small_photo, tmp_path):
+    import shutil
+
+    from pnrelight.envmap import ENVMAP_DIR
+    from pnrelight.imageio import read_image
+
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    shutil.copy(small_photo, a)
+    shutil.copy(small_photo, b)
+    folder = tmp_path / "batch"
+    proc = run_cli("relight", a, b, "--env", ENVMAP_DIR / "city.exr", "--no-shadows", "-o", folder)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((folder / "relight.json").read_text())
+    assert [p["photo"] for p in record["photos"]] == [str(a), str(b)]
+    ia, ib = read_image(folder / "a_relit.png"), read_image(folder / "b_relit.png")
+    assert np.array_equal(ia, ib)  # deterministic: the same photo relights to the same bytes
+    # --avatar: the folder `pnrelight avatar` made from the photo, no refit; close to relighting with a new fit.
+    avatar = tmp_path / "avatar"
+    proc = run_cli("avatar", a, "-o", avatar, "--texture-size", "256")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "reused.png"
+    proc = run_cli("relight", a, "--avatar", avatar, "--env", ENVMAP_DIR / "city.exr", "--no-shadows", "-o", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec = json.loads(out.with_name("reused.relight.json").read_text())
+    assert rec["photos"][0]["head"] == str(avatar) and "fit" not in rec["photos"][0]["seconds"]
+    reused = read_image(out)
+    diff = np.abs(reused - ia).mean()
+    print(f"--avatar vs new fit: mean |difference| {diff:.4f}")
+    assert diff < 0.03
+    # An avatar made from another photo size is refused (exit 2, nothing written).
+    import cv2
+
+    from pnrelight.imageio import write_image
+
+    other = write_image(tmp_path / "other.png", cv2.resize(read_image(a), (200, 200)))
+    out2 = tmp_path / "other_out.png"
+    proc = run_cli("relight", other, "--avatar", avatar, "--env", ENVMAP_DIR / "city.exr", "-o", out2)
+    assert proc.returncode == 2 and "was made from a" in proc.stderr and not out2.exists()
