@@ -11,13 +11,14 @@ Prints a table (wall and process-CPU seconds per stage, the load average) and wr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_common import write_result  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -84,9 +85,7 @@ def main(argv=None) -> int:
     print(f"1-minute load average before / after: {best['load_average_1min'][0]:.2f} / {best['load_average_1min'][1]:.2f} "
           f"on {os.cpu_count()} CPUs (wall times grow with other work on the machine; CPU s counts all threads)")
     print(f"peak memory (max RSS): {peak_rss_mb:.0f} MB")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

@@ -22,11 +22,12 @@ writes ``benchmarks/results/avatar_quality.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
+
+from bench_common import write_result  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
 import numpy as np
 
@@ -178,9 +179,8 @@ def main(argv=None) -> int:
     print(f"{'path':<46}{'PSNR':>9}{'SSIM':>8}")
     for k in ("relightable_path", "colour_texture_path"):
         print(f"{k.replace('_', ' '):<46}{rerender[k]['psnr_db']:>9.3f}{rerender[k]['ssim']:>8.3f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {args.out} ({result['seconds']} s)")
+    print()
+    write_result(args.out, result, f" ({result['seconds']} s)")
     return 0
 
 

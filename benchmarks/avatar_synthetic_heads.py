@@ -49,12 +49,13 @@ and the contact sheet ``docs/images/avatar_synthetic_heads.png``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 import time
 from pathlib import Path
+
+from bench_common import write_result  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
 import numpy as np
 
@@ -813,9 +814,7 @@ def main(argv=None) -> int:
     result = {"subjects": rows, "summary": summary, "albedo_atlas": {k: v for k, v in atlas_info.items() if not isinstance(v, np.ndarray)},
               "atlas_seconds": round(atlas_s, 1), "texture_size": args.texture_size, "seconds": seconds,
               "machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out} ({seconds} s)")
+    write_result(args.out, result, f" ({seconds} s)")
     if tiles and str(args.sheet) not in ("", "."):
         args.sheet.parent.mkdir(parents=True, exist_ok=True)
         write_image(args.sheet, contact_sheet(tiles, columns=6, tile=200))

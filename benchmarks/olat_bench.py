@@ -18,13 +18,14 @@ Prints a table and writes ``benchmarks/results/olat_bench.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
 import sys
 import time
 from pathlib import Path
+
+from bench_common import write_result  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
 import numpy as np
 
@@ -171,9 +172,7 @@ def main(argv=None) -> int:
               "load_average_1min": [round(load0, 2), round(load1, 2)], "rows": rows, "goal_fps": GOAL_FPS, "meets_goal": meets,
               "camera": "frontal, 30 deg vertical field of view, head framed by its bounding sphere",
               "lights": "suns of strength 3 W/m²: Fibonacci sphere ('sphere') and front hemisphere ('front')"}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

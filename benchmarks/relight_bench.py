@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_common import write_result  # noqa: E402 - benchmarks/ is on sys.path when run as a script
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / ".pyshim"))  # this checkout's code when run from a worktree
@@ -97,9 +99,7 @@ def main(argv=None) -> int:
         print(f"| {r['case']} | {r['best_seconds']:.1f} | {r['peak_rss_mb']:.0f} |")
     result = {"photo": "astronaut 1080x1080 widened to 1920x1080", "env": str(env), "avatar_build_seconds": round(avatar_s, 1),
               "cases": rows, "machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
 
 

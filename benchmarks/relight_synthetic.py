@@ -25,12 +25,13 @@ table, writes ``benchmarks/results/relight_synthetic.json``, the tables into ``d
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 import time
 from pathlib import Path
+
+from bench_common import write_result  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
 import numpy as np
 
@@ -196,9 +197,7 @@ def main(argv=None) -> int:
     seconds = round(time.perf_counter() - t_start, 1)
     result = {"heads": rows, "summary": summary, "size": args.size, "seed": args.seed, "seconds": seconds,
               "machine": {"python": platform.python_version(), "cpus": os.cpu_count()}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out} ({seconds} s)")
+    write_result(args.out, result, f" ({seconds} s)")
     if tiles and str(args.sheet) not in ("", "."):
         args.sheet.parent.mkdir(parents=True, exist_ok=True)
         write_image(args.sheet, contact_sheet(tiles, columns=5, tile=200))
