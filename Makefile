@@ -33,6 +33,8 @@ demo-avatar: setup
 	$(PY) -c "from skimage import data; from pnrelight.imageio import write_image; write_image('demo_out/astronaut.png', data.astronaut())"
 	$(PY) -m pnrelight_cli avatar demo_out/astronaut.png -o demo_out/avatar
 	@echo "avatar in demo_out/avatar/ (avatar.glb, textures/, renders/, preview.png)"
+	$(PY) -m pnrelight_cli relight demo_out/astronaut.png --avatar demo_out/avatar --envs sunset forest studio -o demo_out/astronaut_relit.png
+	@echo "the photo relit under three maps: demo_out/astronaut_relit.png"
 
 test: setup
 	$(PY) -m pytest -q -ra tests

@@ -19,7 +19,7 @@ def register(sub) -> None:
     )
     p.add_argument("photos", type=Path, nargs="+", metavar="PHOTO", help="portrait photo(s); several are processed in one batch")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--env", type=Path, metavar="MAP", help="lat-long HDR environment map (.exr/.hdr, 2:1)")
+    src.add_argument("--env", type=Path, metavar="MAP", help="lat-long HDR environment map (.exr/.hdr, 2:1), or a shipped map by name (studio, sunset, forest, ...)")
     src.add_argument("--envs", type=Path, nargs="+", metavar="MAP", help="several maps: a contact sheet (photo + one relit tile per map)")
     src.add_argument("--light", type=float, nargs=3, metavar=("LX", "LY", "LZ"), help="one hard directional light from this direction")
     p.add_argument("--light-color", type=float, nargs=3, default=(1.0, 1.0, 1.0), metavar=("R", "G", "B"), help="colour of --light (default white)")

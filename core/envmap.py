@@ -97,6 +97,17 @@ def default_envmaps() -> list[Path]:
     return sorted(p for p in ENVMAP_DIR.glob("*.exr") if p.is_file())
 
 
+def envmap_path(spec: str | os.PathLike) -> Path:
+    """The file of an environment map given as a path, or as the name of a shipped map ("sunset")."""
+    path = Path(spec)
+    if path.is_file() or path.suffix:
+        return path
+    shipped = {p.stem: p for p in default_envmaps()}
+    if str(spec) in shipped:
+        return shipped[str(spec)]
+    raise InputError(f"environment map {spec!r} is neither a file nor a shipped map (shipped: {', '.join(sorted(shipped))})")
+
+
 # ----------------------------------------------------------------------------- geometry
 
 

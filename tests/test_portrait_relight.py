@@ -271,3 +271,12 @@ def test_batch_and_avatar_reuse(small_photo, tmp_path):
     out2 = tmp_path / "other_out.png"
     proc = run_cli("relight", other, "--avatar", avatar, "--env", ENVMAP_DIR / "city.exr", "-o", out2)
     assert proc.returncode == 2 and "was made from a" in proc.stderr and not out2.exists()
+
+
+def test_shipped_maps_by_name_and_unknown_names_exit_2(tmp_path):
+    from pnrelight.envmap import default_envmaps, envmap_path
+
+    assert envmap_path("sunset") == next(p for p in default_envmaps() if p.stem == "sunset")
+    proc = run_cli("relight", tmp_path / "none.png", "--env", "nosuchmap", "-o", tmp_path / "out.png")
+    assert proc.returncode == 2 and "shipped" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())

@@ -661,7 +661,7 @@ def run_relight(photos, out, *, envs=None, light=None, light_colour=(1.0, 1.0, 1
     """
     import json
 
-    from ..envmap import load_envmap
+    from ..envmap import envmap_path, load_envmap
     from ..imageio import write_image
     from .photo import load_photo
     from .preview import contact_sheet
@@ -684,7 +684,8 @@ def run_relight(photos, out, *, envs=None, light=None, light_colour=(1.0, 1.0, 1
         raise InputError(f"--rotate {rotate_deg} / --exposure {exposure_ev} must be finite numbers (exposure within +-20 EV)")
     if light is not None and rotate_deg:
         raise InputError("--rotate turns an environment map; with --light give the direction itself")
-    maps = [(Path(p).stem, load_envmap(p, strict=True)) for p in envs] if envs is not None else []
+    envs = None if envs is None else [envmap_path(p) for p in envs]
+    maps = [(p.stem, load_envmap(p, strict=True)) for p in envs] if envs is not None else []
     lights_dir = directional_light(light, light_colour) if light is not None else None
     images = [load_photo(p) for p in photos]  # unreadable photos fail here, before any fit
     stems = [p.stem for p in photos]
