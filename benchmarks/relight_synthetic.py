@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_common import write_result  # noqa: E402 - benchmarks/ is on sys.path when run as a script
+from bench_common import write_generated_section, write_result  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
 import numpy as np
 
@@ -153,12 +153,8 @@ def tables(rows: list[dict], summary: dict) -> str:
 
 
 def write_doc(path: Path, generated: str) -> None:
-    text = path.read_text() if path.is_file() else "# Portrait relighting\n\n" + GENERATED[0] + "\n" + GENERATED[1] + "\n"
-    if GENERATED[0] not in text or GENERATED[1] not in text:
-        text = text.rstrip("\n") + "\n\n" + GENERATED[0] + "\n" + GENERATED[1] + "\n"
-    head, rest = text.split(GENERATED[0], 1)
-    tail = rest.split(GENERATED[1], 1)[1]
-    path.write_text(head + GENERATED[0] + "\n\n" + generated.strip("\n") + "\n\n" + GENERATED[1] + tail)
+    """The tables into ``path`` between the ``GENERATED`` markers (the hand-written text around them kept)."""
+    write_generated_section(path, generated, GENERATED, "# Portrait relighting\n\n")
 
 
 def main(argv=None) -> int:
