@@ -18,6 +18,7 @@ from mathutils import Matrix
 from pnrelight.errors import InputError  # bad input: reported as an ERROR, nothing created
 
 from . import lightstage
+from .datablocks import Created, select_only
 
 FITTED_KEY = "pnrelight_fitted_expression"  # object custom property: {shape key: fitted weight}
 PARTS = ("Skin", "Eyes", "Teeth")  # material slots, in uv_parts' label order
@@ -27,25 +28,6 @@ F0_PER_LEVEL = 0.08  # Principled BSDF: F0 = F0(IOR 1.5) x 2 x Specular IOR Leve
 TEXTURE_SIZES = [("FULL", "Full", "The textures as the avatar folder holds them"),
                  ("2048", "2048", "At most 2048 pixels"), ("1024", "1024", "At most 1024 pixels"),
                  ("512", "512", "At most 512 pixels"), ("256", "256", "At most 256 pixels")]
-_DATA = ("objects", "meshes", "materials", "images", "cameras", "lights", "worlds", "node_groups", "collections", "actions")
-
-
-# ----------------------------------------------------------------------------- nothing half-created
-
-
-def _snapshot() -> dict:
-    return {k: {idb.as_pointer() for idb in getattr(bpy.data, k)} for k in _DATA}
-
-
-def _remove_new(before: dict) -> None:
-    """Remove every datablock made since ``before`` (objects first, so their data is free)."""
-    for kind in _DATA:
-        coll = getattr(bpy.data, kind)
-        for idb in [i for i in coll if i.as_pointer() not in before[kind]]:
-            try:
-                coll.remove(idb)
-            except (ReferenceError, RuntimeError):
-                pass
 
 
 # ----------------------------------------------------------------------------- import
@@ -62,7 +44,7 @@ def import_avatar(context, path, *, texture_size: str = "FULL", subsurface: bool
 
     t0 = time.perf_counter()
     av = core.read_avatar_folder(bpy.path.abspath(str(path)))
-    before, saved = _snapshot(), lightstage._Saved()
+    created, saved = Created(), lightstage._Saved()
     try:
         obj = _import_mesh(context, av)
         sss = core.subsurface_from_albedo(_linear_albedo(av.textures["albedo"], max_size=64))
@@ -88,12 +70,9 @@ def import_avatar(context, path, *, texture_size: str = "FULL", subsurface: bool
         s.import_seconds = time.perf_counter() - t0
     except Exception:
         saved.restore()
-        _remove_new(before)
+        created.rollback()
         raise
-    for o in context.view_layer.objects:
-        o.select_set(False)
-    obj.select_set(True)
-    context.view_layer.objects.active = obj
+    select_only(context, obj)
     return obj
 
 

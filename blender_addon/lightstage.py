@@ -19,6 +19,7 @@ from pnrelight.errors import InputError  # bad input: reported as an ERROR, noth
 from pnrelight.formats import exr
 
 from . import olat
+from .datablocks import Created, select_only
 
 STAGE_KEY = "pnrelight_stage"  # custom property (a group) of the stage's Empty
 LIGHT_KEY = "pnrelight_light"  # custom property (a group) of each of its lights
@@ -83,13 +84,11 @@ def add_light_stage(context, layout, *, light_type: str = "SUN", strength: float
     positions = layouts.to_blender(placed.positions)
     directions = layouts.to_blender(lay.directions)
 
-    created = []
+    created = Created()
     try:
         collection = bpy.data.collections.new(name)
-        created.append(collection)
         context.scene.collection.children.link(collection)
         empty = bpy.data.objects.new(name, None)
-        created.append(empty)
         empty.empty_display_type = "SPHERE"
         empty.empty_display_size = placed.radius_m
         empty.location = centre
@@ -102,7 +101,6 @@ def add_light_stage(context, layout, *, light_type: str = "SUN", strength: float
         digits = olat.light_digits(len(lay))
         for i in range(len(lay)):
             data = bpy.data.lights.new(f"{empty.name} {i:0{digits}d}", light_type)
-            created.append(data)
             data.energy = float(placed.energy[i])
             if light_type == "SUN":
                 data.angle = float(placed.angle_rad[i])
@@ -114,7 +112,6 @@ def add_light_stage(context, layout, *, light_type: str = "SUN", strength: float
             if hasattr(data, "use_soft_falloff"):
                 data.use_soft_falloff = False  # exact inverse-square falloff
             obj = bpy.data.objects.new(data.name, data)
-            created.append(obj)
             obj.parent = empty
             obj.location = positions[i]
             obj.rotation_mode = "QUATERNION"
@@ -125,18 +122,9 @@ def add_light_stage(context, layout, *, light_type: str = "SUN", strength: float
                               "distance_m": float(placed.distance_m[i]), "size_m": float(placed.size_m[i])}
             collection.objects.link(obj)
     except Exception:
-        for block in reversed(created):
-            if isinstance(block, bpy.types.Object):
-                bpy.data.objects.remove(block)
-            elif isinstance(block, bpy.types.Light):
-                bpy.data.lights.remove(block)
-            else:
-                bpy.data.collections.remove(block)
+        created.rollback()
         raise
-    for obj in context.view_layer.objects:
-        obj.select_set(False)
-    empty.select_set(True)
-    context.view_layer.objects.active = empty
+    select_only(context, empty)
     return empty
 
 

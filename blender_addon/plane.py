@@ -13,6 +13,7 @@ import bpy
 import numpy as np
 
 from . import nodes
+from .datablocks import Created, select_only
 
 SOURCES = {"AUTO": "auto", "PLANES": "planes"}
 DEFAULT_LIGHT_TYPES = {"SUN", "POINT"}
@@ -84,24 +85,6 @@ def load(path, source: str, reader: BlenderPlaneReader):
             raise InputError(f"{folder}: decoder needs ~{count} shader nodes, over the budget of {nodes.NODE_BUDGET} "
                              "(distill it into a smaller student with 'pnrelight rti distill')")
     return model, folder, info
-
-
-class Created:
-    """Data-blocks made by one import (everything new since it started), removed again if the import fails."""
-
-    COLLECTIONS = ("objects", "meshes", "materials", "node_groups", "images", "lights")
-
-    def __init__(self):
-        self.before = {name: {idb.as_pointer() for idb in getattr(bpy.data, name)} for name in self.COLLECTIONS}
-
-    def add(self, idblock):
-        return idblock
-
-    def rollback(self):
-        for name in self.COLLECTIONS:
-            data = getattr(bpy.data, name)
-            for idblock in [idb for idb in data if idb.as_pointer() not in self.before[name]]:
-                data.remove(idblock)
 
 
 def plane_size(model, info: dict) -> tuple[float, float, bool]:
@@ -389,10 +372,7 @@ def import_plane(context, path, *, source: str = "AUTO", interpolation: str = "L
         settings.light = light
         settings.linearize = linearize
         wire_light(mat, light)
-        for o in context.view_layer.objects:
-            o.select_set(False)
-        obj.select_set(True)
-        context.view_layer.objects.active = obj
+        select_only(context, obj)
         settings.import_seconds = time.perf_counter() - start
         return obj
     except BaseException:
