@@ -24,6 +24,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,6 @@ MANIFEST = "manifest.jsonl"
 SHARD_MANIFEST_RE = re.compile(r"^manifest\.shard-(\d+)-of-(\d+)\.jsonl$")
 PREVIEW = "preview.png"
 PASS_KINDS = ("mask", "albedo", "normal", "depth")
-KINDS = ("olat",) + PASS_KINDS + ("env",)
 ENV_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Preferred order of the shipped maps for --envs K (varied lighting first).
 SHIPPED_ENV_ORDER = ("studio", "sunset", "forest", "night", "city", "courtyard", "interior", "sunrise")
@@ -350,10 +350,14 @@ def check_envmap(path) -> None:
     load_envmap(path)  # missing, unreadable, not 2:1
 
 
+@lru_cache(maxsize=16)
 def load_env(spec: EnvSpec) -> np.ndarray:
+    """The map of ``spec`` (read once per process: every task camera of a worker relights with it), read-only."""
     from ..envmap import load_envmap
 
-    return load_envmap(spec.path)
+    env = load_envmap(spec.path)
+    env.flags.writeable = False
+    return env
 
 
 class EnvAccumulator:
@@ -609,6 +613,8 @@ def preview_tiles(root, *, max_subjects: int = 4, olat_per_subject: int = 4, env
     """Rows of labelled sRGB tiles: per subject (its most frontal camera) a few OLAT frames (lights nearest front, left, right,
     above) and env-relit images. OLAT frames are shown x pi (a white plate facing the light -> 1);
     env images are scaled so their 99th percentile on the subject is 0.9."""
+    from ..imageio import read_image
+
     ds = read_dataset(root)
     dirs = np.array([l["direction"] for l in ds.lights])
     wanted = np.array([[0, 0.3, 1], [-1, 0.3, 0.4], [1, 0.3, 0.4], [0, 1, 0.2]], dtype=np.float64)
@@ -624,10 +630,8 @@ def preview_tiles(root, *, max_subjects: int = 4, olat_per_subject: int = 4, env
     for sid in ds.subjects[:max_subjects]:
         tiles = []
         cam = min(ds.cameras(sid), key=lambda c: (abs(c["subject_yaw_deg"]), abs(c["azimuth_deg"]), c["cam_idx"]))  # the most frontal
-        passes = read_passes(root, sid, cam["cam_idx"])
-        mask = passes["mask"]
-        for i in picks:
-            frame = read_olat(root, sid, cam["cam_idx"], [i])[0]
+        mask = read_image(Path(root) / pass_relpath(sid, cam["cam_idx"], "mask")) > 0.5
+        for i, frame in zip(picks, read_olat(root, sid, cam["cam_idx"], picks)):
             tiles.append((f"{sid} light {i}", _display(frame, mask, math.pi)))
         for name, yaws in list(cam["env_yaws_deg"].items())[:envs_per_subject]:
             img = read_env(root, sid, cam["cam_idx"], name, yaws[0])

@@ -216,10 +216,6 @@ class OlatTask:
     manifest: str = ds.MANIFEST
     shard: str | None = None
 
-    @property
-    def seeds(self) -> tuple:
-        return tuple(c["seed"] for c in self.cameras)
-
     def frame_paths(self) -> list[str]:
         """Every file the task writes (relative to the root), in writing order."""
         sid, n = self.subject["id"], len(self.layout)
@@ -305,11 +301,7 @@ def run_task(task: OlatTask, candidates: dict | None = None, on_frame=None) -> d
             pass_paths = {k: ds.pass_relpath(sid, ci, k) for k in ds.PASS_KINDS}
             olat_paths = [ds.olat_relpath(sid, ci, i, n) for i in range(n)]
             env_paths = {(e.name, y): ds.env_relpath(sid, ci, e.name, y) for e in task.envs for y in cam["env_yaws"][e.name]}
-            done = {}
-            for p in list(pass_paths.values()) + olat_paths + list(env_paths.values()):
-                row = ds.verified_row(root, cands.get(p))
-                if row is not None:
-                    done[p] = row
+            done = ds.finished_frames(root, cands, paths=[*pass_paths.values(), *olat_paths, *env_paths.values()])
             rows.update(done)
             skipped += len(done)
             tick(len(done))

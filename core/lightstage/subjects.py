@@ -55,7 +55,6 @@ SPECULAR_RANGE = (0.10, 0.40)  # k_s as in an avatar's textures/specular.png (0.
 LIPS_OUTER = [61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185]
 LIP_TINT = np.array([1.05, 0.62, 0.62])  # lips: redder and a little darker than the skin (linear multipliers)
 ID_PATTERN = re.compile(r"[^A-Za-z0-9_.-]+")
-MESH_SUFFIXES = (".glb", ".obj")
 
 _MODEL = None
 
@@ -73,7 +72,7 @@ def head_model():
 # ----------------------------------------------------------------------------- synthetic subjects
 
 
-def generate_subjects(n: int, seed: int = 0, *, start: int = 0) -> list[dict]:
+def generate_subjects(n: int, seed: int = 0) -> list[dict]:
     """``n`` synthetic people: a list of JSON-ready parameter dicts (recorded in dataset.json).
 
     Subject i (``id`` "synth-000i") draws from the generator seeded by (seed, i): identity (50,)
@@ -90,7 +89,7 @@ def generate_subjects(n: int, seed: int = 0, *, start: int = 0) -> list[dict]:
     tones = srgb_to_linear(SKIN_TONES_SRGB).astype(np.float64)
     names = list(EXPRESSIONS)
     out = []
-    for i in range(int(start), int(start) + int(n)):
+    for i in range(int(n)):
         rng = np.random.default_rng([int(seed), i])
         identity = rng.standard_normal(NUM_IDENTITY)
         expression = names[int(rng.integers(len(names)))]
