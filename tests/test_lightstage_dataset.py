@@ -392,3 +392,20 @@ def test_resolve_envs_and_shard_parsing():
     for bad in ("4/4", "-1/2", "1/0", "1", "a/b"):
         with pytest.raises(InputError):
             ds.parse_shard(bad)
+
+
+def test_the_renderer_protocol_size_is_width_then_height():
+    """The dataset writer passes (W, H); the core renderer's adapter must give an H x W view."""
+    import trimesh
+
+    sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.5)
+    mesh = {"vertices": np.asarray(sphere.vertices), "triangles": np.asarray(sphere.faces)}
+    pose = np.eye(4)
+    pose[2, 3] = 3.0
+    K = np.array([[40.0, 0, 24.0], [0, 40.0, 16.0], [0, 0, 1]])
+    renderer = renderer_backend("pnrelight")
+    g = renderer.prepare_view(mesh, pose, K, (48, 32))
+    assert g.mask.shape == (32, 48)
+    assert renderer.passes(g)["albedo"].shape == (32, 48, 3)
+    ys, xs = np.nonzero(g.mask)
+    assert abs(xs.mean() + 0.5 - 24.0) < 1.0 and abs(ys.mean() + 0.5 - 16.0) < 1.0  # centred on the principal point

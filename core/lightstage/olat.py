@@ -82,8 +82,11 @@ def renderer_backend(spec="pnrelight"):
             depth = np.where(g["mask"], g["depth"], 0.0).astype(np.float32)  # background: 0, not +inf
             return {"albedo": g["albedo"], "normal": g["normal_camera"], "depth": depth, "mask": g["mask"]}
 
+        def prepare_view(mesh, pose, K, size):
+            return render.prepare_view(mesh, pose, K, (size[1], size[0]))  # the protocol's (W, H) -> the renderer's (H, W)
+
         return Renderer(name="pnrelight.lightstage.render", version=str(getattr(render, "__version__", _version())),
-                        load_subject=render.load_subject, prepare_view=render.prepare_view, render_olat=render.render_olat,
+                        load_subject=render.load_subject, prepare_view=prepare_view, render_olat=render.render_olat,
                         passes=passes, info=dict(getattr(render, "RENDER_INFO", {})),
                         render_olat_set=getattr(render, "render_olat_set", None))
     if spec == "blender":
