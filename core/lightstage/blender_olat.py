@@ -39,10 +39,8 @@ WORKER_TIMEOUT_S = 3600
 class BlenderView:
     """One camera of a subject: the core's G-buffer (passes, mask) and what the Blender process needs."""
 
-    gbuf: object
+    gbuf: object  # its camera_pose (4, 4) and K (3, 3) are the view's camera
     mesh: dict
-    pose: np.ndarray  # (4, 4) camera-to-world, OpenGL, mesh frame
-    K: np.ndarray  # (3, 3) pixels
     size: tuple  # (W, H)
 
 
@@ -65,8 +63,8 @@ def renderer():
 
     def prepare_view(mesh, pose, K, size):
         checked = render.check_mesh(mesh)
-        return BlenderView(render.prepare_view(checked, pose, K, size), checked, np.asarray(pose, np.float64),
-                           np.asarray(K, np.float64), tuple(int(s) for s in size))
+        size = (int(size[0]), int(size[1]))
+        return BlenderView(render.prepare_view(checked, pose, K, (size[1], size[0])), checked, size)
 
     def render_olat(view, light, *, shadows=True, diffuse_only=False):
         return next(iter(render_olat_set(view, [light], shadows=shadows, diffuse_only=diffuse_only)))
@@ -77,12 +75,6 @@ def renderer():
                           "process": "one fresh Python + bpy process per task camera",
                           "passes": "the core's ray-cast G-buffer of the same mesh and camera"},
                     render_olat_set=render_olat_set)
-
-
-def _scalar(value, default: float) -> float:
-    if value is None:
-        return default
-    return float(np.mean(np.asarray(value, dtype=np.float64)))
 
 
 def render_olat_set(view: BlenderView, lights, *, shadows: bool = True, diffuse_only: bool = False):
@@ -97,9 +89,9 @@ def render_olat_set(view: BlenderView, lights, *, shadows: bool = True, diffuse_
               "normals": np.asarray(mesh["normals"], np.float32), "albedo": albedo}
     if mesh.get("uvs") is not None:
         arrays["uvs"] = np.asarray(mesh["uvs"], np.float32)
-    meta = {"pose": view.pose.tolist(), "K": view.K.tolist(), "size": list(view.size), "samples": CYCLES_SAMPLES,
-            "shadows": bool(shadows), "specular_f0": 0.0 if diffuse_only else _scalar(mesh.get("specular"), 0.04),
-            "roughness": _scalar(mesh.get("roughness"), 0.5),
+    meta = {"pose": view.gbuf.camera_pose.tolist(), "K": view.gbuf.K.tolist(), "size": list(view.size), "samples": CYCLES_SAMPLES,
+            "shadows": bool(shadows), "specular_f0": 0.0 if diffuse_only else float(np.mean(mesh["specular"])),  # check_mesh sets both
+            "roughness": float(np.mean(mesh["roughness"])),
             "lights": [{"type": lt["type"], "rgb": [float(c) for c in lt["rgb"]],
                         **({"direction": lt["direction"].tolist()} if lt["type"] == "sun" else {"position": lt["position"].tolist()})}
                        for lt in lights]}

@@ -12,13 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .layouts import to_blender
-
-_TO_BLENDER = to_blender(np.eye(3)).T  # (3, 3): core (glTF) frame -> Blender frame, column vectors
+from .layouts import pose_to_blender, to_blender
 
 
 def _mesh(bpy, arrays: dict):
-    verts = arrays["vertices"].astype(np.float64) @ _TO_BLENDER.T
+    verts = to_blender(arrays["vertices"].astype(np.float64))
     tris = arrays["triangles"].astype(np.int64)
     mesh = bpy.data.meshes.new("subject")
     mesh.from_pydata(verts.tolist(), [], tris.tolist())
@@ -27,7 +25,7 @@ def _mesh(bpy, arrays: dict):
     loop_vertex = np.empty(len(mesh.loops), np.int64)
     mesh.loops.foreach_get("vertex_index", loop_vertex)
     # The core's vertex normals (not Blender's recomputed ones) shade, as in the core.
-    mesh.normals_split_custom_set_from_vertices((arrays["normals"].astype(np.float64) @ _TO_BLENDER.T).tolist())
+    mesh.normals_split_custom_set_from_vertices(to_blender(arrays["normals"].astype(np.float64)).tolist())
     if "uvs" in arrays:
         layer = mesh.uv_layers.new(name="UVMap")
         layer.data.foreach_set("uv", arrays["uvs"][loop_vertex].astype(np.float32).ravel())
@@ -74,10 +72,7 @@ def _camera(bpy, Matrix, meta: dict):
     data.shift_x = (w / 2.0 - K[0, 2]) / big
     data.shift_y = (K[1, 2] - h / 2.0) / big
     cam = bpy.data.objects.new("camera", data)
-    pose = np.eye(4)
-    pose[:3, :3] = _TO_BLENDER @ np.asarray(meta["pose"])[:3, :3]
-    pose[:3, 3] = _TO_BLENDER @ np.asarray(meta["pose"])[:3, 3]
-    cam.matrix_world = Matrix(pose.tolist())
+    cam.matrix_world = Matrix(pose_to_blender(meta["pose"]).tolist())
     return cam
 
 
@@ -95,9 +90,9 @@ def _light(bpy, Vector, spec: dict, shadows: bool, k: int):
     obj = bpy.data.objects.new(f"light {k}", data)
     if spec["type"] == "sun":
         # A sun shines along its local -Z: +Z points at the light.
-        obj.rotation_euler = Vector(_TO_BLENDER @ np.asarray(spec["direction"])).to_track_quat("Z", "Y").to_euler()
+        obj.rotation_euler = Vector(to_blender(np.asarray(spec["direction"], np.float64))).to_track_quat("Z", "Y").to_euler()
     else:
-        obj.location = tuple(_TO_BLENDER @ np.asarray(spec["position"]))
+        obj.location = tuple(to_blender(np.asarray(spec["position"], np.float64)))
     return obj
 
 
