@@ -666,19 +666,31 @@ def _display(gbuf, linear: np.ndarray, tone_map: bool = False) -> np.ndarray:
     return img
 
 
+def sun_shading(normals: np.ndarray, lights: list[dict], dtype=np.float32) -> np.ndarray:
+    """Unshadowed diffuse shading (irradiance / pi) (..., 3) of unit normals (..., 3) under suns in their frame."""
+    from ..lightstage.render import check_light
+
+    if not lights:
+        return np.zeros(normals.shape[:-1] + (3,), dtype)
+    checked = [check_light(lt) for lt in lights]
+    dirs = np.stack([c["direction"] for c in checked])
+    rgb = np.stack([c["rgb"] for c in checked]).astype(np.float64)
+    n = np.asarray(normals, dtype=np.float64).reshape(-1, 3)
+    out = np.zeros((len(n), 3), np.float64)
+    for a in range(0, len(n), 1 << 18):  # (chunk, suns) cosines: bounded memory on 1080p photos
+        out[a:a + (1 << 18)] = np.clip(n[a:a + (1 << 18)] @ dirs.T, 0.0, None) @ rgb
+    return (out / np.pi).reshape(normals.shape[:-1] + (3,)).astype(dtype)
+
+
 def relight_exposure(gbuf, lights: list[dict]) -> float:
     """Scale for ``lights`` that gives the pixels facing the camera (n . v > 0.3) a mean diffuse shading
     (luminance of the unshadowed irradiance / pi) of RELIGHT_MEAN_SHADING."""
-    from ..lightstage.render import check_light
     from .intrinsics import luminance
 
-    normals = gbuf.normal[gbuf.n_dot_v > 0.3].astype(np.float64)
+    normals = gbuf.normal[gbuf.n_dot_v > 0.3]
     if not len(normals) or not lights:
         return 1.0
-    checked = [check_light(lt) for lt in lights]
-    dirs = np.stack([lt["direction"] for lt in checked])
-    rgb = np.stack([lt["rgb"] for lt in checked]).astype(np.float64)
-    level = float(np.mean(luminance(np.clip(normals @ dirs.T, 0.0, None) @ rgb / np.pi)))
+    level = float(np.mean(luminance(sun_shading(normals, lights, np.float64))))
     return RELIGHT_MEAN_SHADING / max(level, 1e-8)
 
 

@@ -41,15 +41,15 @@ import numpy as np
 
 from ..errors import InputError
 from .color import linear_to_srgb, srgb_to_linear
+from .intrinsics import _smoothstep
+from .pipeline import ENV_SUN_ROWS, RENDER_THREADS, sun_shading
 
-ENV_SUN_ROWS = 8  # the new environment as 8 x 16 suns, each shadowed (pipeline.ENV_SUN_ROWS)
 DEFAULT_TEXTURE_SIZE = 512  # the head's UV textures when fitted here (the head covers a few hundred pixels of a photo)
 PHONG_HEIGHT = 32  # rows of the Phong-prefiltered maps
 TRUST_SHADING = (0.04, 0.15)  # D_old / its median on the head: below, the albedo comes from the texture, above from the photo
 FEATHER = 0.04  # head/body blend: feather width as a fraction of the head's size in the image
 PROXY_SMOOTH = 0.03  # proxy surface: Gaussian sigma as a fraction of the person's size
 BODY_RATIO_MAX = 6.0  # relit / photo on the body: larger ratios come from an unlit photo side, not from light
-RENDER_THREADS = min(2, os.cpu_count() or 1)
 LIGHT_PRIOR = 0.03  # shadowed_photo_light: pull of each cell towards the SH light, relative to the mean cell energy
 
 
@@ -220,27 +220,11 @@ def lights_to_latlong(lights: list[dict], rows: int = PHONG_HEIGHT) -> np.ndarra
     return env.astype(np.float32)
 
 
-def _to_model(lights: list[dict], fit, scale=1.0) -> list[dict]:
-    """Camera-frame suns -> model-frame suns (R^T d), strengths times ``scale``."""
+def _to_model(lights: list[dict], fit) -> list[dict]:
+    """Camera-frame suns -> model-frame suns (R^T d)."""
     Rt = np.asarray(fit.rotation, dtype=np.float64).T
     return [dict(lt, direction=Rt @ np.asarray(lt["direction"], dtype=np.float64),
-                 strength=np.asarray(lt.get("strength", 1.0), dtype=np.float64) * scale) for lt in lights]
-
-
-def _diffuse(normals: np.ndarray, lights: list[dict]) -> np.ndarray:
-    """Unshadowed diffuse shading (irradiance / pi) (N, 3) of unit normals (N, 3) under suns in their frame."""
-    from ..lightstage.render import check_light
-
-    if not lights:
-        return np.zeros(normals.shape[:-1] + (3,), np.float32)
-    checked = [check_light(lt) for lt in lights]
-    dirs = np.stack([c["direction"] for c in checked])
-    rgb = np.stack([c["rgb"] for c in checked]).astype(np.float64)
-    n = np.asarray(normals, dtype=np.float64).reshape(-1, 3)
-    out = np.zeros((len(n), 3), np.float64)
-    for a in range(0, len(n), 1 << 18):  # (chunk, suns) cosines: bounded memory on 1080p photos
-        out[a:a + (1 << 18)] = np.clip(n[a:a + (1 << 18)] @ dirs.T, 0.0, None) @ rgb
-    return (out / np.pi).reshape(normals.shape[:-1] + (3,)).astype(np.float32)
+                 strength=np.asarray(lt.get("strength", 1.0), dtype=np.float64)) for lt in lights]
 
 
 # ----------------------------------------------------------------------------- geometry in the photo
@@ -407,10 +391,10 @@ def _specular(gbuf, lights: list[dict], f0: float, shadows: bool) -> np.ndarray:
     from .export import roughness_metallic_from_specular
 
     n = len(gbuf.pixels)
-    rough = float(roughness_metallic_from_specular(np.full((1, 1), f0, np.float32))[0, 0, 1])
-    g = replace(gbuf, albedo=np.zeros_like(gbuf.albedo), specular=np.full(n, f0, np.float32), roughness=np.full(n, rough, np.float32))
     if f0 <= 0:
         return np.zeros((n, 3), np.float32)
+    rough = float(roughness_metallic_from_specular(np.full((1, 1), f0, np.float32))[0, 0, 1])
+    g = replace(gbuf, albedo=np.zeros_like(gbuf.albedo), specular=np.full(n, f0, np.float32), roughness=np.full(n, rough, np.float32))
     return render_lights(g, lights, shadows=shadows, threads=RENDER_THREADS).reshape(-1, 3)[gbuf.pixels]
 
 
@@ -517,15 +501,14 @@ def relight_photo(head: PhotoHead, lights: list[dict], *, env: np.ndarray | None
     R = np.asarray(head.fit.rotation, dtype=np.float64)
     n_cam = gbuf.normal.astype(np.float64) @ R.T  # (N, 3) shading normals (detail normal map) in the camera frame
 
-    t = time.perf_counter()
     if method == "sh":
         sh_new = sh_radiance_to_shading(_lights_sh(new_cam)) if env is None else sh_radiance_to_shading(envmap_to_sh(env) * scale)
+    t = time.perf_counter()
+    if method == "sh":
         d_old, d_new = render_sh(n_cam, head.sh), render_sh(n_cam, sh_new)
         relit_px = photo_px * np.clip(d_new, 0, None) / np.maximum(d_old, 0.02 * max(float(np.median(luminance(d_old))), 1e-4))
     else:
-        flat_old, flat_new = _diffuse(gbuf.normal, old_model), _diffuse(gbuf.normal, new_model)
-        if d_old is None:
-            d_old = flat_old
+        flat_new = sun_shading(gbuf.normal, new_model) if not shadows or specular == "phong" else None
         if shadows:
             white = replace(gbuf, albedo=np.ones_like(gbuf.albedo))
             d_new = render_lights(white, new_model, diffuse_only=True, threads=RENDER_THREADS).reshape(-1, 3)[gbuf.pixels]
@@ -576,10 +559,9 @@ def relight_photo(head: PhotoHead, lights: list[dict], *, env: np.ndarray | None
     on_person = head.person > 0.01  # shaded only where the person is (a 1080p frame is mostly background)
     normals = proxy_normals(head.person)[on_person]
     if method == "sh":
-        sh_new = sh_radiance_to_shading(_lights_sh(new_cam)) if env is None else sh_radiance_to_shading(envmap_to_sh(env) * scale)
         b_old, b_new = render_sh(normals, head.sh), render_sh(normals, sh_new)
     else:
-        b_old, b_new = _diffuse(normals, old_cam), _diffuse(normals, new_cam)
+        b_old, b_new = sun_shading(normals, old_cam), sun_shading(normals, new_cam)
     core = head.person[on_person] > 0.5
     floor = 0.05 * max(float(np.median(luminance(b_old[core]))) if core.any() else 0.0, 1e-4)
     body = photo_lin.copy()
@@ -615,11 +597,6 @@ def _lights_sh(lights: list[dict]) -> np.ndarray:
         c = check_light(lt)
         out += sh_basis(c["direction"])[:, None] * c["rgb"][None, :]
     return out
-
-
-def _smoothstep(x, lo, hi):
-    t = np.clip((np.asarray(x, dtype=np.float32) - lo) / (hi - lo), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
 
 
 def _feathered(mask: np.ndarray, width: float) -> np.ndarray:
