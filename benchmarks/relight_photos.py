@@ -61,10 +61,12 @@ def main(argv=None) -> int:
         before = detect_faces(photo)[0].points[:, :2]
         tiles.append((name, photo))
         row = {"photo": name, "size": [int(photo.shape[1]), int(photo.shape[0])], "fit_seconds": round(fit_s, 2), "relit": []}
+        prepared = pr.prepare_relight(head)
         for env_name in MAPS:
             for rot in ROTATIONS:
                 t0 = time.perf_counter()
-                r = pr.relight_photo(head, pr.environment_lights(envs[env_name], rot), env=pr.rotated_envmap(envs[env_name], rot))
+                r = pr.relight_photo(head, pr.environment_lights(envs[env_name], rot), env=pr.rotated_envmap(envs[env_name], rot),
+                                     prepared=prepared)
                 secs = time.perf_counter() - t0
                 faces = detect_faces(r["srgb"])
                 shift = np.linalg.norm(faces[0].points[:, :2] - before, axis=1) if faces else np.full(len(before), np.nan)

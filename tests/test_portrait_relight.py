@@ -280,3 +280,22 @@ def test_shipped_maps_by_name_and_unknown_names_exit_2(tmp_path):
     proc = run_cli("relight", tmp_path / "none.png", "--env", "nosuchmap", "-o", tmp_path / "out.png")
     assert proc.returncode == 2 and "shipped" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_a_prepared_photo_relights_exactly_as_a_fresh_one(synthetic_case):
+    """``prepare_relight`` once, several maps (``--envs``): the same images as preparing for each map."""
+    from pnrelight.avatar import portrait_relight as pr
+    from pnrelight.envmap import ENVMAP_DIR, load_envmap
+
+    head = synthetic_case["head"]
+    prepared = pr.prepare_relight(head)
+    for name in ("courtyard", "sunset"):
+        env = load_envmap(ENVMAP_DIR / f"{name}.exr")
+        lights = pr.environment_lights(env, 30.0)
+        once = pr.relight_photo(head, lights, env=env, prepared=prepared)
+        fresh = pr.relight_photo(head, lights, env=env)
+        np.testing.assert_array_equal(once["linear"], fresh["linear"])
+        assert once["old_light"] == fresh["old_light"]
+    with pytest.raises(ValueError):
+        pr.relight_photo(head, lights, env=env, shadows=False, prepared=prepared)

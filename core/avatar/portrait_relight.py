@@ -444,26 +444,14 @@ def exposure_scale(gbuf, old_lights_model: list[dict], new_lights_model: list[di
     return relight_exposure(gbuf, new_lights_model) / relight_exposure(gbuf, old_lights_model)
 
 
-def relight_photo(head: PhotoHead, lights: list[dict], *, env: np.ndarray | None = None, exposure_ev: float = 0.0,
-                  shadows: bool = True, keep_background: bool = False, method: str = "full", specular: str = "ggx") -> dict:
-    """Relight the photo of ``head`` under ``lights`` (camera-frame suns, e.g. :func:`environment_lights`).
-
-    env : the (already rotated) camera-frame lat-long map the lights come from, for the Phong priors and
-    the background (None: the lights are splatted into a map, the background is black).
-    exposure_ev : brightness in stops on top of the photo-matched exposure. shadows : cast shadow rays.
-    keep_background : keep the photo's background instead of the environment seen from the camera.
-    method : "full" (this module's relighting) or "sh" (the SH-only Lambertian baseline: photo x
-    SH_new(n) / SH_old(n) with the same normals, no shadows, no specular).
-    specular : "ggx" (the renderer's lobe, :func:`specular_level`) or "phong" (PN-Relighting's Phong priors).
-    Returns dict(linear (H, W, 3) float32, srgb (H, W, 3) tone-mapped, head_mask (H, W) bool, blend (H, W)
-    head weight, scale (light scale used), suns, old_light (the refit's residual, specular level),
-    layers (H, W, 3) images: shading_old, shading_new, albedo, specular_old, specular_new; timings).
-    """
-    from ..envmap import envmap_to_sh, render_sh, sh_radiance_to_shading
-    from ..lightstage.render import render_lights
+def prepare_relight(head: PhotoHead, *, shadows: bool = True, method: str = "full", specular: str = "ggx") -> SimpleNamespace:
+    """Everything of :func:`relight_photo` that the new light does not change, for one photo: the head traced
+    from the photo's camera, the photo's light refitted with shadows, the albedo with the photo's
+    shadows and highlights taken out, the body's proxy normals and old shading. Relighting one photo
+    under several maps computes it once (``relight_photo(..., prepared=...)``)."""
+    from ..envmap import render_sh
     from .intrinsics import luminance
     from .pipeline import photo_light_suns
-    from .relight import tone_map_highlights
 
     if method not in ("full", "sh"):
         raise InputError(f"relight method {method!r} is unknown (use 'full' or 'sh')")
@@ -472,15 +460,13 @@ def relight_photo(head: PhotoHead, lights: list[dict], *, env: np.ndarray | None
     timings: dict[str, float] = {}
     t = time.perf_counter()
     photo_lin = srgb_to_linear(head.photo).astype(np.float32)
-    h, w = photo_lin.shape[:2]
     gbuf, win = head_view(head)
     if gbuf is None or not gbuf.mask.any():
         raise InputError("the fitted head is outside the photo (use a photo with the face inside the frame)")
     y0, y1, x0, x1 = win
     timings["trace"] = round(time.perf_counter() - t, 3)
 
-    person_win = head.person[y0:y1, x0:x1]
-    head_win = gbuf.mask & (person_win > 0.5)
+    head_win = gbuf.mask & (head.person[y0:y1, x0:x1] > 0.5)
     photo_px = photo_lin[y0:y1, x0:x1].reshape(-1, 3)[gbuf.pixels]
     t = time.perf_counter()
     if method == "full":
@@ -492,21 +478,87 @@ def relight_photo(head: PhotoHead, lights: list[dict], *, env: np.ndarray | None
     else:
         old_map, old_model, d_old, fit_info = head.light, photo_light_suns(head.light, head.fit), None, {}
     timings["old light"] = round(time.perf_counter() - t, 3)
-    new_model = _to_model(lights, head.fit)
-    scale = exposure_scale(gbuf, old_model, new_model) * 2.0 ** float(exposure_ev)
-    new_model = [dict(s, strength=np.asarray(s["strength"], dtype=np.float64) * scale) for s in new_model]
-    new_cam = [dict(s, strength=np.asarray(s.get("strength", 1.0), dtype=np.float64) * scale) for s in lights]
-    old_cam = _to_cam(old_model, head.fit)
-
     R = np.asarray(head.fit.rotation, dtype=np.float64)
     n_cam = gbuf.normal.astype(np.float64) @ R.T  # (N, 3) shading normals (detail normal map) in the camera frame
-
-    if method == "sh":
-        sh_new = sh_radiance_to_shading(_lights_sh(new_cam)) if env is None else sh_radiance_to_shading(envmap_to_sh(env) * scale)
+    prep = SimpleNamespace(shadows=shadows, method=method, specular=specular, photo_lin=photo_lin, gbuf=gbuf, win=win,
+                           head_win=head_win, photo_px=photo_px, old_map=old_map, old_model=old_model, fit_info=fit_info,
+                           n_cam=n_cam, f0=None, mirror=None, timings=timings)
     t = time.perf_counter()
     if method == "sh":
-        d_old, d_new = render_sh(n_cam, head.sh), render_sh(n_cam, sh_new)
-        relit_px = photo_px * np.clip(d_new, 0, None) / np.maximum(d_old, 0.02 * max(float(np.median(luminance(d_old))), 1e-4))
+        prep.d_old = render_sh(n_cam, head.sh)
+    else:
+        if specular == "phong":
+            view = gbuf.view.astype(np.float64) @ R.T
+            prep.mirror = 2.0 * np.sum(n_cam * view, axis=1, keepdims=True) * n_cam - view
+            s_old = gbuf.specular[:, None].astype(np.float32) * _glossy(phong_priors(old_map), prep.mirror)
+        else:
+            # The renderer's GGX lobe with one specular level for the head: the photo's highlight energy under the old light.
+            prep.f0, s_old = specular_level(gbuf, old_model, photo_px, skin, fit_info.get("colour", (1.0, 1.0, 1.0)))
+            fit_info["specular_level"] = round(prep.f0, 4)
+        # Albedo: the photo's (its shadows divided out) where the old light reached, the texture's where it did not.
+        ref = max(float(np.median(luminance(d_old))), 1e-6)
+        trust = _smoothstep(luminance(d_old) / ref, *TRUST_SHADING)[:, None]
+        albedo = np.clip(np.maximum(photo_px - s_old, 0.0) / np.maximum(d_old, 1e-6), 0.0, 1.0)
+        # The texture's albedo is in the SH light's units: brought to the photo albedo's level first.
+        sure = trust[:, 0] > 0.99
+        tex = np.clip(gbuf.albedo, 0.0, 1.0)
+        if sure.sum() > 50:
+            tex = tex * (np.median(albedo[sure], axis=0) / np.maximum(np.median(tex[sure], axis=0), 1e-6))
+        prep.albedo = trust * albedo + (1.0 - trust) * np.clip(tex, 0.0, 1.0)
+        prep.d_old, prep.s_old = d_old, s_old
+    timings["albedo"] = round(time.perf_counter() - t, 3)
+    # The rest of the person: ratio relighting on the inflated surface (unshadowed).
+    t = time.perf_counter()
+    prep.on_person = head.person > 0.01  # shaded only where the person is (a 1080p frame is mostly background)
+    prep.body_normals = proxy_normals(head.person)[prep.on_person]
+    prep.b_old = render_sh(prep.body_normals, head.sh) if method == "sh" else sun_shading(prep.body_normals, _to_cam(old_model, head.fit))
+    core = head.person[prep.on_person] > 0.5
+    prep.body_floor = 0.05 * max(float(np.median(luminance(prep.b_old[core]))) if core.any() else 0.0, 1e-4)
+    timings["body"] = round(time.perf_counter() - t, 3)
+    return prep
+
+
+def relight_photo(head: PhotoHead, lights: list[dict], *, env: np.ndarray | None = None, exposure_ev: float = 0.0,
+                  shadows: bool = True, keep_background: bool = False, method: str = "full", specular: str = "ggx",
+                  prepared: SimpleNamespace | None = None) -> dict:
+    """Relight the photo of ``head`` under ``lights`` (camera-frame suns, e.g. :func:`environment_lights`).
+
+    env : the (already rotated) camera-frame lat-long map the lights come from, for the Phong priors and
+    the background (None: the lights are splatted into a map, the background is black).
+    exposure_ev : brightness in stops on top of the photo-matched exposure. shadows : cast shadow rays.
+    keep_background : keep the photo's background instead of the environment seen from the camera.
+    method : "full" (this module's relighting) or "sh" (the SH-only Lambertian baseline: photo x
+    SH_new(n) / SH_old(n) with the same normals, no shadows, no specular).
+    specular : "ggx" (the renderer's lobe, :func:`specular_level`) or "phong" (PN-Relighting's Phong priors).
+    prepared : :func:`prepare_relight` of this head with the same shadows, method and specular (computed when None).
+    Returns dict(linear (H, W, 3) float32, srgb (H, W, 3) tone-mapped, head_mask (H, W) bool, blend (H, W)
+    head weight, scale (light scale used), suns, old_light (the refit's residual, specular level),
+    layers (H, W, 3) images: shading_old, shading_new, albedo, specular_old, specular_new; timings).
+    """
+    from ..envmap import envmap_to_sh, render_sh, sh_radiance_to_shading
+    from ..lightstage.render import render_lights
+    from .intrinsics import luminance
+    from .relight import tone_map_highlights
+
+    if prepared is None:
+        prepared = prepare_relight(head, shadows=shadows, method=method, specular=specular)
+    elif (prepared.shadows, prepared.method, prepared.specular) != (shadows, method, specular):
+        raise ValueError("prepared was made with other shadows / method / specular settings")
+    p = prepared
+    gbuf, photo_lin, photo_px = p.gbuf, p.photo_lin, p.photo_px
+    h, w = photo_lin.shape[:2]
+    y0, y1, x0, x1 = p.win
+    timings = dict(p.timings)
+    new_model = _to_model(lights, head.fit)
+    scale = exposure_scale(gbuf, p.old_model, new_model) * 2.0 ** float(exposure_ev)
+    new_model = [dict(s, strength=np.asarray(s["strength"], dtype=np.float64) * scale) for s in new_model]
+    new_cam = [dict(s, strength=np.asarray(s.get("strength", 1.0), dtype=np.float64) * scale) for s in lights]
+
+    t = time.perf_counter()
+    if method == "sh":
+        sh_new = sh_radiance_to_shading(_lights_sh(new_cam)) if env is None else sh_radiance_to_shading(envmap_to_sh(env) * scale)
+        d_new = render_sh(p.n_cam, sh_new)
+        relit_px = photo_px * np.clip(d_new, 0, None) / np.maximum(p.d_old, 0.02 * max(float(np.median(luminance(p.d_old))), 1e-4))
     else:
         flat_new = sun_shading(gbuf.normal, new_model) if not shadows or specular == "phong" else None
         if shadows:
@@ -518,33 +570,17 @@ def relight_photo(head: PhotoHead, lights: list[dict], *, env: np.ndarray | None
         t = time.perf_counter()
         if specular == "phong":
             # PN-Relighting's specular: k_s x Phong priors at the mirror direction, the new one occluded like the diffuse light.
-            view = gbuf.view.astype(np.float64) @ R.T
-            mirror = 2.0 * np.sum(n_cam * view, axis=1, keepdims=True) * n_cam - view
             ks = gbuf.specular[:, None].astype(np.float32)
-            s_old = ks * _glossy(phong_priors(old_map), mirror)
             new_map = env * np.float32(scale) if env is not None else lights_to_latlong(new_cam)
             occlusion = np.clip(luminance(d_new) / np.maximum(luminance(flat_new), 1e-6), 0.0, 1.0)[:, None]
-            s_new = ks * _glossy(phong_priors(new_map), mirror) * occlusion
+            s_new = ks * _glossy(phong_priors(new_map), p.mirror) * occlusion
         else:
-            # The renderer's GGX lobe with one specular level for the head: the photo's highlight energy under the old light.
-            f0, s_old = specular_level(gbuf, old_model, photo_px, skin, fit_info.get("colour", (1.0, 1.0, 1.0)))
-            fit_info["specular_level"] = round(f0, 4)
-            s_new = _specular(gbuf, new_model, f0, shadows)
-        # Albedo: the photo's (its shadows divided out) where the old light reached, the texture's where it did not.
-        ref = max(float(np.median(luminance(d_old))), 1e-6)
-        trust = _smoothstep(luminance(d_old) / ref, *TRUST_SHADING)[:, None]
-        albedo = np.clip(np.maximum(photo_px - s_old, 0.0) / np.maximum(d_old, 1e-6), 0.0, 1.0)
-        # The texture's albedo is in the SH light's units: brought to the photo albedo's level first.
-        sure = trust[:, 0] > 0.99
-        tex = np.clip(gbuf.albedo, 0.0, 1.0)
-        if sure.sum() > 50:
-            tex = tex * (np.median(albedo[sure], axis=0) / np.maximum(np.median(tex[sure], axis=0), 1e-6))
-        albedo = trust * albedo + (1.0 - trust) * np.clip(tex, 0.0, 1.0)
-        relit_px = albedo * d_new + s_new
+            s_new = _specular(gbuf, new_model, p.f0, shadows)
+        relit_px = p.albedo * d_new + s_new
     timings["head"] = round(time.perf_counter() - t, 3)
     layers = {}
     if method == "full":
-        for name, px in (("shading_old", d_old), ("shading_new", d_new), ("albedo", albedo), ("specular_old", s_old),
+        for name, px in (("shading_old", p.d_old), ("shading_new", d_new), ("albedo", p.albedo), ("specular_old", p.s_old),
                          ("specular_new", s_new)):
             full = np.zeros((h, w, 3), np.float32)
             full[y0:y1, x0:x1] = gbuf.image(np.asarray(px, np.float32))
@@ -554,18 +590,10 @@ def relight_photo(head: PhotoHead, lights: list[dict], *, env: np.ndarray | None
     head_relit = np.zeros((h, w, 3), np.float32)
     head_relit[y0:y1, x0:x1] = gbuf.image(relit_px.astype(np.float32))
     head_mask = np.zeros((h, w), bool)
-    head_mask[y0:y1, x0:x1] = head_win
-    # The rest of the person: ratio relighting on the inflated surface (unshadowed).
-    on_person = head.person > 0.01  # shaded only where the person is (a 1080p frame is mostly background)
-    normals = proxy_normals(head.person)[on_person]
-    if method == "sh":
-        b_old, b_new = render_sh(normals, head.sh), render_sh(normals, sh_new)
-    else:
-        b_old, b_new = sun_shading(normals, old_cam), sun_shading(normals, new_cam)
-    core = head.person[on_person] > 0.5
-    floor = 0.05 * max(float(np.median(luminance(b_old[core]))) if core.any() else 0.0, 1e-4)
+    head_mask[y0:y1, x0:x1] = p.head_win
+    b_new = render_sh(p.body_normals, sh_new) if method == "sh" else sun_shading(p.body_normals, new_cam)
     body = photo_lin.copy()
-    body[on_person] *= np.clip(np.clip(b_new, 0, None) / np.maximum(b_old, floor), 0.0, BODY_RATIO_MAX)
+    body[p.on_person] *= np.clip(np.clip(b_new, 0, None) / np.maximum(p.b_old, p.body_floor), 0.0, BODY_RATIO_MAX)
     blend = _feathered(head_mask, FEATHER * float(np.sqrt(max(head_mask.sum(), 1))))
     person_relit = blend[..., None] * head_relit + (1.0 - blend[..., None]) * body
     alpha = np.clip(head.person, 0.0, 1.0)[..., None]
@@ -578,7 +606,7 @@ def relight_photo(head: PhotoHead, lights: list[dict], *, env: np.ndarray | None
     linear = (alpha * person_relit + (1.0 - alpha) * background).astype(np.float32)
     timings["compose"] = round(time.perf_counter() - t, 3)
     return {"linear": linear, "srgb": linear_to_srgb(tone_map_highlights(linear)), "head_mask": head_mask, "blend": blend,
-            "scale": float(scale), "suns": len(lights), "old_light": fit_info, "layers": layers,
+            "scale": float(scale), "suns": len(lights), "old_light": dict(p.fit_info), "layers": layers,
             "timings": timings}
 
 
@@ -669,21 +697,21 @@ def run_relight(photos, out, *, envs=None, light=None, light_colour=(1.0, 1.0, 1
     if batch and len(set(stems)) < len(stems):
         raise InputError("two photos share a file name; their outputs would collide (rename one)")
 
+    # Each map as the relighting sees it (turned, and as suns), made once for every photo.
+    sources = [(name, rotated_envmap(env, rotate_deg), environment_lights(env, rotate_deg)) for name, env in maps] \
+        or [("light", None, lights_dir)]
     results, writes = [], []
     for path, image in zip(photos, images):
         t0 = time.perf_counter()
         head = load_photo_head(avatar, image, seed=seed) if avatar is not None else fit_photo_head(image, seed=seed,
                                                                                                    texture_size=texture_size)
+        prepared = prepare_relight(head, shadows=shadows)
         t_head = time.perf_counter() - t0
         outputs = []
-        for name, env in (maps or [("light", None)]):
+        for name, env_rot, lights in sources:
             t1 = time.perf_counter()
-            if env is not None:
-                env_rot = rotated_envmap(env, rotate_deg)
-                lights = environment_lights(env, rotate_deg)
-            else:
-                env_rot, lights = None, lights_dir
-            r = relight_photo(head, lights, env=env_rot, exposure_ev=exposure_ev, shadows=shadows, keep_background=keep_background)
+            r = relight_photo(head, lights, env=env_rot, exposure_ev=exposure_ev, shadows=shadows, keep_background=keep_background,
+                              prepared=prepared)
             outputs.append((name, r, round(time.perf_counter() - t1, 3)))
         entry = {"photo": str(path), "image_size": [int(image.shape[1]), int(image.shape[0])], "head": head.source,
                  "seconds": {"head": round(t_head, 3), **{f"relight_{n}": s for n, _, s in outputs}},
