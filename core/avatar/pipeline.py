@@ -756,6 +756,23 @@ def _turntable(rdir: Path, mesh: dict, fit, light: np.ndarray, render_size: int,
     gif[0].save(rdir / "turntable.gif", save_all=True, append_images=gif[1:], duration=TURNTABLE_FRAME_MS, loop=0)
 
 
+def photo_window_view(mesh: dict, fit, photo_hw):
+    """The mesh (model frame) traced from the photo's fitted camera, over the window of the (H, W) photo
+    the fitted head covers (a head is a small part of a 1080p photo). Returns (gbuf, (y0, y1, x0, x1)),
+    or (None, None) when the head is outside the photo."""
+    from ..lightstage.render import prepare_view
+    from .camera import intrinsics_matrix, project
+
+    h, w = photo_hw
+    uv = project(fit.vertices, fit.focal_px, fit.principal_point)
+    x0, y0 = np.clip(np.floor(uv.min(0)).astype(int) - 1, 0, (w, h))
+    x1, y1 = np.clip(np.ceil(uv.max(0)).astype(int) + 1, 0, (w, h))
+    if x1 <= x0 or y1 <= y0:
+        return None, None
+    K = intrinsics_matrix(fit.focal_px, np.asarray(fit.principal_point, dtype=np.float64) - (x0, y0))
+    return prepare_view(mesh, camera_to_model(fit), K, (int(y1 - y0), int(x1 - x0))), (int(y0), int(y1), int(x0), int(x1))
+
+
 def rerender_photo(model, fit, tex, light: np.ndarray, photo_hw, *, mesh: dict | None = None, shadows: bool = False) -> dict:
     """The photo re-rendered from the textures alone: the avatar (:func:`avatar_mesh`) seen by the fitted
     camera under the photo's light (:func:`photo_light`, camera frame). Returns image (H, W, 3) sRGB
@@ -765,23 +782,14 @@ def rerender_photo(model, fit, tex, light: np.ndarray, photo_hw, *, mesh: dict |
     holds the darkening under the brows, nose and lips that shadows would add a second time (on the
     astronaut shadows cost ~1 dB of re-render PSNR).
     """
-    from .camera import project
-
     h, w = photo_hw
     mesh = avatar_mesh(model, fit, tex) if mesh is None else mesh
     img = np.zeros((h, w, 3), dtype=np.float32)
     mask = np.zeros((h, w), dtype=bool)
-    # Only the window the head covers is traced (the head is a small part of a 1080p photo).
-    uv = project(fit.vertices, fit.focal_px, fit.principal_point)
-    x0, y0 = np.clip(np.floor(uv.min(0)).astype(int) - 1, 0, (w, h))
-    x1, y1 = np.clip(np.ceil(uv.max(0)).astype(int) + 1, 0, (w, h))
-    if x1 <= x0 or y1 <= y0:
+    gbuf, win = photo_window_view(mesh, fit, (h, w))
+    if gbuf is None:
         return {"image": img, "mask": mask}
-    from ..lightstage.render import prepare_view
-
-    cx, cy = np.asarray(fit.principal_point, dtype=np.float64)
-    K = np.array([[fit.focal_px, 0.0, cx - x0], [0.0, fit.focal_px, cy - y0], [0.0, 0.0, 1.0]])
-    gbuf = prepare_view(mesh, camera_to_model(fit), K, (y1 - y0, x1 - x0))
+    y0, y1, x0, x1 = win
     window = linear_to_srgb(np.clip(_shade(gbuf, photo_light_suns(light, fit), shadows), 0.0, 1.0))
     img[y0:y1, x0:x1] = np.where(gbuf.mask[..., None], window, 0.0)
     mask[y0:y1, x0:x1] = gbuf.mask

@@ -6,7 +6,7 @@ add them back". This module does that with the fitted full head and the project'
 (:mod:`pnrelight.lightstage.render`):
 
 * **Head** (the fitted head's pixels inside the person mask): the head is traced from the photo's
-  camera (:func:`head_view`). The photo's light is refitted with the head's shadows
+  camera (:func:`pipeline.photo_window_view`). The photo's light is refitted with the head's shadows
   (:func:`shadowed_photo_light`: the SH light's 8 x 16 cells as suns cast with shadow rays, strengths
   fitted to the face's skin), giving the old diffuse shading D_old with the head's cast shadows and
   occlusion; the new light's suns are cast the same way (D_new). The albedo is
@@ -31,7 +31,6 @@ so the new light is scaled to give the face the photo's mean diffuse shading, ti
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -230,27 +229,6 @@ def _to_model(lights: list[dict], fit) -> list[dict]:
 # ----------------------------------------------------------------------------- geometry in the photo
 
 
-def head_view(head: PhotoHead):
-    """The fitted head traced from the photo's camera over the window it covers.
-
-    Returns (gbuf, (y0, y1, x0, x1)) or (None, None) when the head is outside the photo.
-    """
-    from ..lightstage.render import prepare_view
-    from .camera import project
-    from .pipeline import camera_to_model
-
-    h, w = head.photo.shape[:2]
-    uv = project(head.fit.vertices, head.fit.focal_px, head.fit.principal_point)
-    x0, y0 = np.clip(np.floor(uv.min(0)).astype(int) - 1, 0, (w, h))
-    x1, y1 = np.clip(np.ceil(uv.max(0)).astype(int) + 1, 0, (w, h))
-    if x1 <= x0 or y1 <= y0:
-        return None, None
-    cx, cy = np.asarray(head.fit.principal_point, dtype=np.float64)
-    f = float(head.fit.focal_px)
-    K = np.array([[f, 0.0, cx - x0], [0.0, f, cy - y0], [0.0, 0.0, 1.0]])
-    return prepare_view(head.mesh, camera_to_model(head.fit), K, (int(y1 - y0), int(x1 - x0))), (int(y0), int(y1), int(x0), int(x1))
-
-
 def proxy_normals(person: np.ndarray, smooth: float = PROXY_SMOOTH) -> np.ndarray:
     """(H, W, 3) camera-frame unit normals of a surface inflated over a person mask (H, W) in [0, 1].
 
@@ -313,7 +291,7 @@ def shadowed_photo_light(gbuf, head: PhotoHead, photo_px: np.ndarray, on_head: n
     camera whose texture albedo is near the median's: one albedo), divided by that median albedo
     (the SH light's units), robustly (three reweighted passes), pulled weakly towards the SH light
     (cells the face does not see keep its value). The light keeps the SH light's mean colour.
-    gbuf : the head's view (:func:`head_view`); photo_px (N, 3) linear photo at its pixels; on_head (N,) bool;
+    gbuf : the head's view (:func:`pipeline.photo_window_view`); photo_px (N, 3) linear photo at its pixels; on_head (N,) bool;
     face_px (N,) bool: the face's skin (``PhotoHead.face``), where the fit looks when it has enough pixels.
     Returns (map (rows, 2 rows, 3) camera frame, suns (model frame), diffuse shading (N, 3) with
     shadows of those suns, info dict).
@@ -451,7 +429,7 @@ def prepare_relight(head: PhotoHead, *, shadows: bool = True, method: str = "ful
     under several maps computes it once (``relight_photo(..., prepared=...)``)."""
     from ..envmap import render_sh
     from .intrinsics import luminance
-    from .pipeline import photo_light_suns
+    from .pipeline import photo_light_suns, photo_window_view
 
     if method not in ("full", "sh"):
         raise InputError(f"relight method {method!r} is unknown (use 'full' or 'sh')")
@@ -460,7 +438,7 @@ def prepare_relight(head: PhotoHead, *, shadows: bool = True, method: str = "ful
     timings: dict[str, float] = {}
     t = time.perf_counter()
     photo_lin = srgb_to_linear(head.photo).astype(np.float32)
-    gbuf, win = head_view(head)
+    gbuf, win = photo_window_view(head.mesh, head.fit, head.photo.shape[:2])
     if gbuf is None or not gbuf.mask.any():
         raise InputError("the fitted head is outside the photo (use a photo with the face inside the frame)")
     y0, y1, x0, x1 = win
