@@ -14,6 +14,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 from mathutils import Matrix, Vector
+from pnrelight.atomic import atomic_output_file
 from pnrelight.errors import InputError  # bad input: reported as an ERROR, nothing written
 
 from pnrelight.formats import exr
@@ -370,9 +371,8 @@ class OlatRun:
             for p in paths:
                 ch = exr.read_exr(self.root / p)
                 images.append(np.stack([ch["R"], ch["G"], ch["B"]], axis=-1))
-            tmp = self.root / ".preview.part.png"
-            exr.write_png(tmp, olat.preview_grid(images))
-            os.replace(tmp, self.root / "preview.png")
+            with atomic_output_file(self.root / "preview.png") as tmp:
+                exr.write_png(tmp, olat.preview_grid(images))
 
     # -- frames
 
@@ -385,10 +385,8 @@ class OlatRun:
         return time.perf_counter() - t0
 
     def _record(self, path: str, seconds: float, ci: int, li, kind: str) -> None:
-        row = olat.manifest_row(path=path, sha256=olat.sha256_file(self.root / path), seconds=seconds,
-                                subject=self.subject, cam_idx=ci, light_idx=li, kind=kind)
-        olat.append_manifest(self.root, row)
-        self.done[path] = row
+        self.done[path] = olat.record_frame(self.root, path=path, seconds=seconds, subject=self.subject, cam_idx=ci,
+                                            light_idx=li, kind=kind)
 
     def _olat_frame(self, ci: int, li: int, path: str) -> None:
         final = self.root / path
@@ -428,13 +426,11 @@ class OlatRun:
         images["mask"] = np.round(np.clip(mask, 0.0, 1.0) * 255).astype(np.uint8)
         seconds = (time.perf_counter() - t0) / len(paths)
         for path, kind in kinds.items():
-            final = self.root / path
-            part = final.with_name(f".{final.stem}.part{final.suffix}")
-            if kind == "mask":
-                exr.write_png(part, images["mask"])
-            else:
-                exr.write_exr(part, images[kind], half=kind != "depth")
-            os.replace(part, final)
+            with atomic_output_file(self.root / path) as part:
+                if kind == "mask":
+                    exr.write_png(part, images["mask"])
+                else:
+                    exr.write_exr(part, images[kind], half=kind != "depth")
             self._record(path, seconds, ci, None, kind)
 
     def _render_layers(self, tmp: Path) -> dict:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 from pathlib import Path
 
+from pnrelight.atomic import atomic_output_file
+from pnrelight.lightstage import dataset as ds
 from pnrelight.lightstage.dataset import (  # noqa: F401 - the add-on's dataset paths are the core's
     MANIFEST, PASS_KINDS, SCHEMA_VERSION, light_digits, olat_relpath, pass_relpath, sha256_file)
 
@@ -115,69 +116,29 @@ def differences(existing: dict, new: dict) -> list[str]:
 
 
 def write_json(path: Path, doc: dict) -> None:
-    """Write JSON atomically (a temporary sibling, then rename); an identical file is left alone."""
-    text = json.dumps(doc, indent=1) + "\n"
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
+    """Write JSON atomically; an identical file is left alone."""
+    data = ds.json_bytes(doc)
+    if path.is_file() and path.read_bytes() == data:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def manifest_row(*, path: str, sha256: str, seconds: float, subject: str, cam_idx: int, light_idx, kind: str) -> dict:
-    return {"path": path, "sha256": sha256, "status": "done", "seconds": round(float(seconds), 4), "subject": subject,
-            "cam_idx": int(cam_idx), "light_idx": None if light_idx is None else int(light_idx), "kind": kind, "shard": None}
-
-
-def read_manifest(root: Path) -> list[dict]:
-    """Rows of manifest.jsonl; a torn or malformed line (an interrupted write) is skipped."""
-    path = root / MANIFEST
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("path"), str) and row.get("status") == "done":
-            rows.append(row)
-    return rows
+    with atomic_output_file(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def finished_rows(root: Path) -> dict[str, dict]:
     """path -> row of the finished frames: a manifest row whose file exists with that checksum.
     Rewrites manifest.jsonl without the other rows when there are any."""
-    rows = read_manifest(root)
-    done = {}
-    for row in rows:
-        f = root / row["path"]
-        if f.is_file() and sha256_file(f) == row.get("sha256"):
-            done[row["path"]] = row
-    path = root / MANIFEST
-    if path.is_file() and len(done) != _line_count(path):
-        write_manifest(root, list(done.values()))
+    done = ds.finished_frames(root)
+    path = Path(root) / MANIFEST
+    if path.is_file() and len(done) != sum(1 for line in path.read_bytes().splitlines() if line.strip()):
+        ds.merge_manifests(root, trusted=done)
     return done
 
 
-def _line_count(path: Path) -> int:
-    return sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-
-
-def write_manifest(root: Path, rows: list[dict]) -> None:
-    path = root / MANIFEST
-    tmp = path.with_name(".manifest.jsonl.part")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def append_manifest(root: Path, row: dict) -> None:
-    """Append one finished frame's row (flushed to disk before returning)."""
-    with open(root / MANIFEST, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+def record_frame(root: Path, *, path: str, seconds: float, subject: str, cam_idx: int, light_idx, kind: str) -> dict:
+    """Append the manifest row of a finished frame (its checksum; flushed to disk) and return it."""
+    with ds.ManifestWriter(root, fsync=True) as writer:
+        return writer.append(path=path, sha256=sha256_file(Path(root) / path), seconds=seconds, subject=subject,
+                             cam_idx=cam_idx, light_idx=light_idx, kind=kind)
 
 
 def preview_grid(frames: list, tile: int = 64):

@@ -82,10 +82,9 @@ def test_paths_and_intrinsics():
 def test_manifest_keeps_only_verified_rows(tmp_path):
     for name in ("a", "b", "c"):
         (tmp_path / f"{name}.exr").write_bytes(name.encode() * 10)
-    rows = [olat.manifest_row(path=f"{n}.exr", sha256=olat.sha256_file(tmp_path / f"{n}.exr"), seconds=0.1,
-                              subject="s", cam_idx=0, light_idx=i, kind="olat") for i, n in enumerate("abc")]
-    for row in rows:
-        olat.append_manifest(tmp_path, row)
+    rows = [olat.record_frame(tmp_path, path=f"{n}.exr", seconds=0.1, subject="s", cam_idx=0, light_idx=i, kind="olat")
+            for i, n in enumerate("abc")]
+    assert [r["sha256"] for r in rows] == [olat.sha256_file(tmp_path / f"{n}.exr") for n in "abc"]
     assert set(olat.finished_rows(tmp_path)) == {"a.exr", "b.exr", "c.exr"}
     (tmp_path / "b.exr").write_bytes(b"changed")  # damaged
     (tmp_path / "c.exr").unlink()  # missing

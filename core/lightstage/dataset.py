@@ -175,12 +175,14 @@ class ManifestWriter:
 
     Each row is one ``os.write`` of a whole line on an O_APPEND descriptor, so processes sharing
     the file (``--workers``) never interleave parts of rows; a row torn by a kill is skipped by
-    the reader, and the next writer starts on a fresh line.
+    the reader, and the next writer starts on a fresh line. ``fsync`` also flushes each row to disk
+    (a Blender session that may crash between slow Cycles frames).
     """
 
-    def __init__(self, root, name: str = MANIFEST, shard: str | None = None):
+    def __init__(self, root, name: str = MANIFEST, shard: str | None = None, *, fsync: bool = False):
         self.path = Path(root) / name
         self.shard = shard
+        self.fsync = fsync
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         size = os.fstat(self._fd).st_size
@@ -196,6 +198,8 @@ class ManifestWriter:
                "cam_idx": int(cam_idx), "light_idx": None if light_idx is None else int(light_idx), "kind": kind,
                "shard": self.shard}
         os.write(self._fd, (json.dumps(row) + "\n").encode("utf-8"))
+        if self.fsync:
+            os.fsync(self._fd)
         return row
 
     def close(self) -> None:
