@@ -273,14 +273,14 @@ def _write_png16_rgb(path: Path, arr: np.ndarray) -> None:
 HALF_MAX = 65504.0  # largest finite float16
 
 
-def write_exr(path: str | os.PathLike, image: np.ndarray, channels: dict[str, np.ndarray] | None = None, *,
+def write_exr(path: str | os.PathLike, image: np.ndarray | None, channels: dict[str, np.ndarray] | None = None, *,
               half: bool = False) -> None:
     """Write RGB(A) (or extra named single channels) to a ZIP-compressed scanline EXR.
 
-    image : (H, W), (H, W, 3) or (H, W, 4); written as float32, or as half floats with ``half``
-    (values clamped to +-65504 first: half has no larger finite number, and an inf would poison
-    any later sum of frames). The bytes depend only on the pixels (no time stamp), so the same
-    image always gives the same file.
+    image : (H, W), (H, W, 3) or (H, W, 4), or None for the named ``channels`` alone; written as
+    float32, or as half floats with ``half`` (values clamped to +-65504 first: half has no larger
+    finite number, and an inf would poison any later sum of frames). The bytes depend only on the
+    pixels (no time stamp), so the same image always gives the same file.
     """
     import OpenEXR
 
@@ -292,28 +292,14 @@ def write_exr(path: str | os.PathLike, image: np.ndarray, channels: dict[str, np
             a = np.clip(a, -HALF_MAX, HALF_MAX)
         return np.ascontiguousarray(a.astype(dtype))
 
-    image = cast(image)
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    if image.ndim == 2:
-        chans = {"Y": image}
-    else:
-        chans = {"RGBA" if image.shape[2] == 4 else "RGB": image}
+    chans = {}
+    if image is not None:
+        image = cast(image)
+        chans["Y" if image.ndim == 2 else "RGBA" if image.shape[2] == 4 else "RGB"] = image
     if channels:
         chans.update({k: cast(v) for k, v in channels.items()})
     with OpenEXR.File(header, chans) as f:
-        f.write(str(path))
-
-
-def write_exr_channels(path: str | os.PathLike, channels: dict[str, np.ndarray], *, half: bool = False) -> None:
-    """Write only the named single channels (e.g. ``{"R": depth}``), each (H, W), ZIP-compressed."""
-    import OpenEXR
-
-    dtype = np.float16 if half else np.float32
-    chans = {}
-    for name, a in channels.items():
-        a = np.asarray(a, dtype=np.float32)
-        chans[name] = np.ascontiguousarray((np.clip(a, -HALF_MAX, HALF_MAX) if half else a).astype(dtype))
-    with OpenEXR.File({"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}, chans) as f:
         f.write(str(path))
 
 

@@ -125,10 +125,10 @@ def write_frame_exr(path, rgb: np.ndarray, alpha: np.ndarray | None = None, *, h
 
 def write_depth_exr(path, depth: np.ndarray) -> str:
     """Depth (H, W) metres as a single float32 channel R (half would round 2 m to 1 mm steps)."""
-    from ..imageio import write_exr_channels
+    from ..imageio import write_exr
 
     with atomic_output_file(path) as tmp:
-        write_exr_channels(tmp, {"R": np.asarray(depth, dtype=np.float32)})
+        write_exr(tmp, None, {"R": np.asarray(depth, dtype=np.float32)})
         digest = sha256_file(tmp)
     return digest
 
