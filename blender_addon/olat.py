@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from pathlib import Path
 
 from pnrelight.atomic import atomic_output_file
@@ -23,7 +22,7 @@ FINGERPRINT_PARTS = ("layout", "lights", "cameras", "image_size", "samples", "su
 
 def subject_id(name: str) -> str:
     """A folder-safe subject id from an object name ("subject" when nothing is left)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name or "").strip("._") or "subject"
+    return ds.safe_id(name, "subject")
 
 
 

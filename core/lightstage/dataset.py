@@ -57,6 +57,11 @@ CALIBRATION = (
 # ----------------------------------------------------------------------------- paths
 
 
+def safe_id(text: str, fallback: str) -> str:
+    """A folder- and file-safe id from a name: runs of other characters become "_" (``fallback`` if nothing is left)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text or "").strip("._") or fallback
+
+
 def subject_dir(root, subject: str) -> Path:
     return Path(root) / "subjects" / subject
 
@@ -325,7 +330,7 @@ def resolve_envs(count: int | None = None, files=()) -> list[EnvSpec]:
     specs = [EnvSpec(n, str(shipped[n])) for n in order[: int(count)]]
     for f in files or ():
         p = Path(f)
-        specs.append(EnvSpec(re.sub(r"[^A-Za-z0-9_.-]+", "_", p.stem).strip("._") or "env", str(p.resolve())))
+        specs.append(EnvSpec(safe_id(p.stem, "env"), str(p.resolve())))
     seen = set()
     for spec in specs:
         if spec.name in seen:

@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import struct
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from .dataset import safe_id
 
 SYNTHETIC_PREFIX = "synth"
 NUM_IDENTITY = 50  # the ICT head's identity components
@@ -54,7 +54,6 @@ SPECULAR_RANGE = (0.10, 0.40)  # k_s as in an avatar's textures/specular.png (0.
 # mediapipe's outer lip contour (landmark indices, in order); the ICT head carries a surface point for each.
 LIPS_OUTER = [61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185]
 LIP_TINT = np.array([1.05, 0.62, 0.62])  # lips: redder and a little darker than the skin (linear multipliers)
-ID_PATTERN = re.compile(r"[^A-Za-z0-9_.-]+")
 
 _MODEL = None
 
@@ -259,7 +258,7 @@ def bounding_sphere(vertices: np.ndarray) -> tuple[np.ndarray, float]:
 def subject_id(path: str | os.PathLike, taken: set[str]) -> str:
     """A folder-safe id from a source's name, made unique against ``taken`` (which it joins)."""
     p = Path(path)
-    base = ID_PATTERN.sub("_", p.name if p.is_dir() else p.stem).strip("._") or "subject"
+    base = safe_id(p.name if p.is_dir() else p.stem, "subject")
     sid, k = base, 2
     while sid in taken:
         sid, k = f"{base}-{k}", k + 1
