@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from avatar_photos import photo_variants
-    from test_portrait_relight import seam_ratio
+    from test_portrait_relight import landmark_groups, seam_ratio
 
     from pnrelight import progress
     from pnrelight.avatar import portrait_relight as pr
@@ -59,6 +59,7 @@ def main(argv=None) -> int:
         head = pr.fit_photo_head(photo, texture_size=1024)
         fit_s = time.perf_counter() - t0
         before = detect_faces(photo)[0].points[:, :2]
+        groups = landmark_groups(len(before))
         tiles.append((name, photo))
         row = {"photo": name, "size": [int(photo.shape[1]), int(photo.shape[0])], "fit_seconds": round(fit_s, 2), "relit": []}
         prepared = pr.prepare_relight(head)
@@ -72,17 +73,22 @@ def main(argv=None) -> int:
                 shift = np.linalg.norm(faces[0].points[:, :2] - before, axis=1) if faces else np.full(len(before), np.nan)
                 row["relit"].append({"map": env_name, "rotate_deg": rot, "seconds": round(secs, 2),
                                      "landmark_shift_px": {"mean": round(float(shift.mean()), 3), "median": round(float(np.median(shift)), 3),
-                                                           "p95": round(float(np.percentile(shift, 95)), 3)},
+                                                           "p95": round(float(np.percentile(shift, 95)), 3),
+                                                           **{g: round(float(shift[i].mean()), 3) for g, i in groups.items()}},
                                      "seam_ratio": round(seam_ratio(photo, r["srgb"], r["head_mask"], head.person), 3),
                                      "specular_level": r["old_light"].get("specular_level")})
                 tiles.append((f"{env_name} {rot:+.0f}°", r["srgb"]))
         rows.append(row)
         print(f"{name}: fit {fit_s:.1f} s; " + "; ".join(
-            f"{x['map']} {x['rotate_deg']:+.0f}: shift {x['landmark_shift_px']['mean']:.2f} px, seam {x['seam_ratio']:.2f}" for x in row["relit"]),
+            f"{x['map']} {x['rotate_deg']:+.0f}: shift {x['landmark_shift_px']['mean']:.2f} px (contours "
+            f"{x['landmark_shift_px']['contours']:.2f}), seam {x['seam_ratio']:.2f}" for x in row["relit"]),
             flush=True)
     shifts = [x["landmark_shift_px"]["mean"] for r in rows for x in r["relit"]]
+    by_group = {g: [x["landmark_shift_px"][g] for r in rows for x in r["relit"]] for g in ("contours", "oval", "surface")}
     seams = [x["seam_ratio"] for r in rows for x in r["relit"]]
     summary = {"landmark_shift_mean_px": {"mean": round(float(np.mean(shifts)), 3), "worst": round(float(np.max(shifts)), 3)},
+               "landmark_shift_by_group_px": {g: {"mean": round(float(np.mean(v)), 3), "worst": round(float(np.max(v)), 3)}
+                                              for g, v in by_group.items()},
                "seam_ratio": {"mean": round(float(np.mean(seams)), 3), "worst": round(float(np.max(seams)), 3)}}
     print(json.dumps(summary))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,11 +17,17 @@ add them back". This module does that with the fitted full head and the project'
   light is the photo's, cast with shadows. PN-Relighting's Phong priors (the map prefiltered at
   exponents 1, 16, 32, 64: :func:`phong_priors`) are the alternative ``specular="phong"``: k_s x the
   16/32/64 lobes (``intrinsics.SPECULAR_LOBE_WEIGHTS``, the yardstick k_s is measured with) at the
-  mirror direction. Relit head: A x D_new + S_new.
+  mirror direction. The specular level is skin's: pixels whose albedo does not look like the face's
+  skin (a clothed neck, hair over the skull, pupils) get none (:func:`skin_likeness`).
+  Relit head: A x D_new + S_new + k x (photo - A x D_old - S_old_model), k = D_new / D_old: what the
+  model misses of the photo (highlights it places elsewhere, clipped albedo, the texture's stand-in)
+  is carried over like the diffuse light, so the photo under its own light comes back unchanged.
 * **Rest of the person** (hair, neck, shoulders, clothes: the person mask outside the head):
   ratio relighting, photo x D_new / D_old with normals of an inflated surface over the mask
   (:func:`proxy_normals`), unshadowed; blended into the head with a feathered mask.
-* **Background**: kept (``keep_background``) or replaced by the environment seen from the camera.
+* **Background**: kept (``keep_background``) or replaced by the environment seen from the camera;
+  the person mask is first snapped to the photo's edges (:func:`snap_mask_to_edges`), or the old
+  background shows as a rim around the person.
 
 Frames: lights and environment maps are given in the photo's camera frame (x right, y up, +z
 towards the camera: a map's u = 0.75 lies behind the camera, in front of the face, as in
@@ -46,6 +52,7 @@ from .pipeline import ENV_SUN_ROWS, RENDER_THREADS, sun_shading
 DEFAULT_TEXTURE_SIZE = 512  # the head's UV textures when fitted here (the head covers a few hundred pixels of a photo)
 PHONG_HEIGHT = 32  # rows of the Phong-prefiltered maps
 TRUST_SHADING = (0.04, 0.15)  # D_old / its median on the head: below, the albedo comes from the texture, above from the photo
+MASK_SNAP_RADIUS = 0.005  # snap_mask_to_edges: guided-filter window, fraction of the photo's larger side
 FEATHER = 0.04  # head/body blend: feather width as a fraction of the head's size in the image
 PROXY_SMOOTH = 0.03  # proxy surface: Gaussian sigma as a fraction of the person's size
 BODY_RATIO_MAX = 6.0  # relit / photo on the body: larger ratios come from an unlit photo side, not from light
@@ -81,7 +88,7 @@ def fit_photo_head(photo, *, seed: int = 0, texture_size: int = DEFAULT_TEXTURE_
     rec = reconstruct(photo, face_index=face_index, face_model_path=face_model_path, texture_size=texture_size, seed=seed)
     t1 = time.perf_counter()
     mesh = avatar_mesh(rec.model, rec.fit, rec.textures)
-    return PhotoHead(photo=rec.photo, person=_soften(rec.person_mask), mesh=mesh, fit=rec.fit, sh=np.asarray(rec.intrinsics.sh),
+    return PhotoHead(photo=rec.photo, person=snap_mask_to_edges(rec.photo, _soften(rec.person_mask)), mesh=mesh, fit=rec.fit, sh=np.asarray(rec.intrinsics.sh),
                      light=rec.light, landmarks=np.asarray(rec.face.points), source="fit", seed=int(seed),
                      face=face_skin_region(rec.face.points, rec.photo.shape[:2]),
                      timings={"fit": round(t1 - t0, 3), "mesh": round(time.perf_counter() - t1, 3)})
@@ -138,7 +145,7 @@ def load_photo_head(avatar_dir, photo, *, seed: int = 0) -> PhotoHead:
         cv2.ellipse(face, (int(round((x0 + x1) / 2)), int(round((y0 + y1) / 2))),
                     (max(1, int(0.4 * (x1 - x0))), max(1, int(0.42 * (y1 - y0)))), 0, 0, 360, 1, -1)
         face = face.astype(bool)
-    return PhotoHead(photo=image, person=np.asarray(person, np.float32), mesh=mesh, fit=fit, sh=sh, light=light, landmarks=None,
+    return PhotoHead(photo=image, person=snap_mask_to_edges(image, np.asarray(person, np.float32)), mesh=mesh, fit=fit, sh=sh, light=light, landmarks=None,
                      source=str(folder), seed=int(seed), face=face, timings={"load_avatar": round(time.perf_counter() - t0, 3)})
 
 
@@ -153,6 +160,32 @@ def face_skin_region(points_px: np.ndarray, shape) -> np.ndarray:
 
 def _vertex_normals_cam(mesh: dict, R: np.ndarray) -> np.ndarray:
     return np.asarray(mesh["normals"], dtype=np.float64) @ R.T
+
+
+def snap_mask_to_edges(photo: np.ndarray, mask: np.ndarray, radius: float = MASK_SNAP_RADIUS, eps: float = 1e-3) -> np.ndarray:
+    """(H, W) float32: a soft person mask (H, W) in [0, 1] moved onto the photo's (H, W, 3) edges.
+
+    The segmenter works at 256 px, so at 1080p its edge lands several pixels off the person; a
+    replaced background then shows a rim of the old one. A guided filter (He et al. 2010: per window
+    the mask as a linear function of the photo's luminance, windows of ``radius`` x the photo's larger
+    side) follows the photo's edges, within the band where the mask is uncertain: far inside and far
+    outside stay 1 and 0.
+    """
+    import cv2
+
+    from .intrinsics import luminance
+
+    m = np.clip(np.asarray(mask, np.float32), 0.0, 1.0)
+    r = max(2, int(round(radius * max(m.shape))))
+    k = (2 * r + 1, 2 * r + 1)
+    guide = luminance(np.clip(np.asarray(photo, np.float32), 0.0, 1.0)).astype(np.float32)
+    box = lambda x: cv2.boxFilter(x, -1, k, borderType=cv2.BORDER_REFLECT)  # noqa: E731
+    mean_i, mean_p = box(guide), box(m)
+    a = (box(guide * m) - mean_i * mean_p) / (box(guide * guide) - mean_i * mean_i + eps)
+    b = mean_p - a * mean_i
+    snapped = np.clip(box(a) * guide + box(b), 0.0, 1.0)
+    band = cv2.dilate(((m > 0.02) & (m < 0.98)).astype(np.uint8), np.ones(k, np.uint8)).astype(bool)
+    return np.where(band, snapped, m).astype(np.float32)
 
 
 def _soften(mask: np.ndarray, sigma: float = 1.0) -> np.ndarray:
@@ -363,8 +396,8 @@ def shadowed_photo_light(gbuf, head: PhotoHead, photo_px: np.ndarray, on_head: n
 SPECULAR_LEVELS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)  # candidate F0 of specular_level
 
 
-def _specular(gbuf, lights: list[dict], f0: float, shadows: bool) -> np.ndarray:
-    """(N, 3) the GGX lobe alone at the view's pixels: F0 = f0, roughness = the avatar's mapping of it."""
+def _specular(gbuf, lights: list[dict], f0: float, shadows: bool, weight: np.ndarray | None = None) -> np.ndarray:
+    """(N, 3) the GGX lobe alone at the view's pixels: F0 = f0 (x ``weight`` (N,) per pixel), roughness = the avatar's mapping of f0."""
     from ..lightstage.render import render_lights
     from .export import roughness_metallic_from_specular
 
@@ -372,7 +405,8 @@ def _specular(gbuf, lights: list[dict], f0: float, shadows: bool) -> np.ndarray:
     if f0 <= 0:
         return np.zeros((n, 3), np.float32)
     rough = float(roughness_metallic_from_specular(np.full((1, 1), f0, np.float32))[0, 0, 1])
-    g = replace(gbuf, albedo=np.zeros_like(gbuf.albedo), specular=np.full(n, f0, np.float32), roughness=np.full(n, rough, np.float32))
+    level = np.full(n, f0, np.float32) if weight is None else (f0 * np.asarray(weight, np.float32)).astype(np.float32)
+    g = replace(gbuf, albedo=np.zeros_like(gbuf.albedo), specular=level, roughness=np.full(n, rough, np.float32))
     return render_lights(g, lights, shadows=shadows, threads=RENDER_THREADS).reshape(-1, 3)[gbuf.pixels]
 
 
@@ -413,6 +447,26 @@ def specular_level(gbuf, lights: list[dict], photo_px: np.ndarray, skin: np.ndar
             break
     f0 = float(np.interp(target, energy, levels))  # energy grows with F0
     return f0, (white[:, None] * colour[None, :]).astype(np.float32)
+
+
+def skin_likeness(albedo: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """(N,) in [0, 1]: how much each pixel's albedo (N, 3) looks like the face's skin ``skin`` (indices).
+
+    Chromaticity near the skin's median and a level not far below it: the head's specular level is
+    skin's, and the fitted head also covers neck, skull and ears that the photo may show clothed or
+    haired (black cloth, hair and pupils have dark, noisy colours). Albedo, not photo: a shadowed
+    cheek is dark in the photo, not in its albedo.
+    """
+    from .intrinsics import luminance
+
+    if len(skin) < 50:
+        return np.ones(len(albedo), np.float32)
+    px = np.clip(albedo, 0.0, None)
+    lum = luminance(px)
+    chroma = px / np.maximum(px.sum(1, keepdims=True), 1e-6)
+    dist = np.abs(chroma - np.median(chroma[skin], axis=0)).max(1)
+    level = lum / max(float(np.median(lum[skin])), 1e-6)
+    return ((1.0 - _smoothstep(dist, 0.04, 0.10)) * _smoothstep(level, 0.15, 0.4)).astype(np.float32)
 
 
 def exposure_scale(gbuf, old_lights_model: list[dict], new_lights_model: list[dict]) -> float:
@@ -484,6 +538,12 @@ def prepare_relight(head: PhotoHead, *, shadows: bool = True, method: str = "ful
             tex = tex * (np.median(albedo[sure], axis=0) / np.maximum(np.median(tex[sure], axis=0), 1e-6))
         prep.albedo = trust * albedo + (1.0 - trust) * np.clip(tex, 0.0, 1.0)
         prep.d_old, prep.s_old = d_old, s_old
+        # What the model misses of the photo (highlights placed elsewhere, clipped albedo, the texture's
+        # stand-in): carried over, scaled like the diffuse light, so the photo under its own light comes back unchanged.
+        prep.skin_weight = skin_likeness(prep.albedo, skin) if specular == "ggx" else None
+        s_model = _specular(gbuf, old_model, prep.f0, shadows, prep.skin_weight) if specular == "ggx" else s_old
+        prep.residual = photo_px - prep.albedo * d_old - s_model
+        prep.residual_floor = TRUST_SHADING[0] * ref
     timings["albedo"] = round(time.perf_counter() - t, 3)
     # The rest of the person: ratio relighting on the inflated surface (unshadowed).
     t = time.perf_counter()
@@ -553,8 +613,10 @@ def relight_photo(head: PhotoHead, lights: list[dict], *, env: np.ndarray | None
             occlusion = np.clip(luminance(d_new) / np.maximum(luminance(flat_new), 1e-6), 0.0, 1.0)[:, None]
             s_new = ks * _glossy(phong_priors(new_map), p.mirror) * occlusion
         else:
-            s_new = _specular(gbuf, new_model, p.f0, shadows)
+            s_new = _specular(gbuf, new_model, p.f0, shadows, p.skin_weight)
         relit_px = p.albedo * d_new + s_new
+        k = np.clip(luminance(d_new) / np.maximum(luminance(p.d_old), p.residual_floor), 0.0, BODY_RATIO_MAX)
+        relit_px = np.maximum(relit_px + p.residual * k[:, None], 0.0)
     timings["head"] = round(time.perf_counter() - t, 3)
     layers = {}
     if method == "full":
