@@ -430,10 +430,7 @@ def specular_level(gbuf, lights: list[dict], photo_px: np.ndarray, skin: np.ndar
     skin_chroma = np.median(chroma[skin], axis=0)
     white = _white_part(px, np.broadcast_to(skin_chroma, px.shape).astype(np.float32))
     # Only where the texture's albedo is skin-coloured (eyes, teeth and lips are not highlights), fading out.
-    alb = np.clip(gbuf.albedo, 0.0, None)
-    alb_chroma = alb / np.maximum(alb.sum(1, keepdims=True), 1e-6)
-    dist = np.abs(alb_chroma - np.median(alb_chroma[skin], axis=0)).max(1)
-    white = white * (1.0 - _smoothstep(dist, 0.03, 0.08))
+    white = white * (1.0 - _smoothstep(_skin_chroma_distance(np.clip(gbuf.albedo, 0.0, None), skin), 0.03, 0.08))
     # Never more than most of the pixel's weakest channel: a highlight of another colour than the light
     # assumed would otherwise leave a hole of the complementary colour.
     white = np.minimum(white, 0.8 * px.min(1))
@@ -447,6 +444,12 @@ def specular_level(gbuf, lights: list[dict], photo_px: np.ndarray, skin: np.ndar
             break
     f0 = float(np.interp(target, energy, levels))  # energy grows with F0
     return f0, (white[:, None] * colour[None, :]).astype(np.float32)
+
+
+def _skin_chroma_distance(rgb: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """(N,) max-abs distance of each colour's chromaticity rgb / sum (N, 3), rgb >= 0, from the median over ``skin`` (indices)."""
+    chroma = rgb / np.maximum(rgb.sum(1, keepdims=True), 1e-6)
+    return np.abs(chroma - np.median(chroma[skin], axis=0)).max(1)
 
 
 def skin_likeness(albedo: np.ndarray, skin: np.ndarray) -> np.ndarray:
@@ -463,8 +466,7 @@ def skin_likeness(albedo: np.ndarray, skin: np.ndarray) -> np.ndarray:
         return np.ones(len(albedo), np.float32)
     px = np.clip(albedo, 0.0, None)
     lum = luminance(px)
-    chroma = px / np.maximum(px.sum(1, keepdims=True), 1e-6)
-    dist = np.abs(chroma - np.median(chroma[skin], axis=0)).max(1)
+    dist = _skin_chroma_distance(px, skin)
     level = lum / max(float(np.median(lum[skin])), 1e-6)
     return ((1.0 - _smoothstep(dist, 0.04, 0.10)) * _smoothstep(level, 0.15, 0.4)).astype(np.float32)
 
@@ -543,7 +545,7 @@ def prepare_relight(head: PhotoHead, *, shadows: bool = True, method: str = "ful
         prep.skin_weight = skin_likeness(prep.albedo, skin) if specular == "ggx" else None
         s_model = _specular(gbuf, old_model, prep.f0, shadows, prep.skin_weight) if specular == "ggx" else s_old
         prep.residual = photo_px - prep.albedo * d_old - s_model
-        prep.residual_floor = TRUST_SHADING[0] * ref
+        prep.residual_shading = np.maximum(luminance(d_old), TRUST_SHADING[0] * ref)  # k's denominator, once per photo
     timings["albedo"] = round(time.perf_counter() - t, 3)
     # The rest of the person: ratio relighting on the inflated surface (unshadowed).
     t = time.perf_counter()
@@ -615,7 +617,7 @@ def relight_photo(head: PhotoHead, lights: list[dict], *, env: np.ndarray | None
         else:
             s_new = _specular(gbuf, new_model, p.f0, shadows, p.skin_weight)
         relit_px = p.albedo * d_new + s_new
-        k = np.clip(luminance(d_new) / np.maximum(luminance(p.d_old), p.residual_floor), 0.0, BODY_RATIO_MAX)
+        k = np.clip(luminance(d_new) / p.residual_shading, 0.0, BODY_RATIO_MAX)
         relit_px = np.maximum(relit_px + p.residual * k[:, None], 0.0)
     timings["head"] = round(time.perf_counter() - t, 3)
     layers = {}
