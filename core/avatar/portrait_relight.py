@@ -323,7 +323,8 @@ def shadowed_photo_light(gbuf, head: PhotoHead, photo_px: np.ndarray, on_head: n
     fitted so that sum_k E_k B_k is the photo's luminance over the skin (head pixels facing the
     camera whose texture albedo is near the median's: one albedo), divided by that median albedo
     (the SH light's units), robustly (three reweighted passes), pulled weakly towards the SH light
-    (cells the face does not see keep its value). The light keeps the SH light's mean colour.
+    (cells the face does not see keep its value). The light keeps the colour of the SH light as the face
+    sees it (its mean unshadowed-cell shading over the head pixels facing the camera).
     gbuf : the head's view (:func:`pipeline.photo_window_view`); photo_px (N, 3) linear photo at its pixels; on_head (N,) bool;
     face_px (N,) bool: the face's skin (``PhotoHead.face``), where the fit looks when it has enough pixels.
     Returns (map (rows, 2 rows, 3) camera frame, suns (model frame), diffuse shading (N, 3) with
@@ -339,8 +340,6 @@ def shadowed_photo_light(gbuf, head: PhotoHead, photo_px: np.ndarray, on_head: n
     rows = prior.shape[0]
     dirs = latlong_directions(rows).reshape(-1, 3)
     omega = solid_angles(rows).reshape(-1)
-    total = prior.reshape(-1, 3).sum(0)
-    colour = total / max(float(luminance(total[None].astype(np.float32))[0]), 1e-12)  # luminance 1
     e0 = luminance(prior.reshape(-1, 3).astype(np.float32)).astype(np.float64) * omega  # each cell's irradiance (luminance)
     Rt = np.asarray(head.fit.rotation, dtype=np.float64).T
     white = replace(gbuf, albedo=np.ones_like(gbuf.albedo))
@@ -352,6 +351,12 @@ def shadowed_photo_light(gbuf, head: PhotoHead, photo_px: np.ndarray, on_head: n
     alb = np.clip(gbuf.albedo[idx], 0.0, 1.0)
     alb_lum = luminance(alb)
     skin = gbuf.n_dot_v[idx] > 0.2
+    # The light's colour as the face sees it (the SH light's gauge: the face's mean shading is achromatic);
+    # its total over the sphere also counts directions behind the head, where the SH fit is unconstrained.
+    seen = (B[:, skin] if skin.any() else B).mean(1).astype(np.float64) @ (prior.reshape(-1, 3) * omega[:, None])
+    if not np.all(seen > 1e-12):
+        seen = prior.reshape(-1, 3).sum(0)
+    colour = seen / max(float(luminance(seen[None].astype(np.float32))[0]), 1e-12)  # luminance 1
     if face_px is not None and (skin & face_px[idx]).sum() >= 50:
         # Skin is what looks like the face's skin in the photo: the skull's texture is painted skin, its photo may be hair.
         seen = np.clip(photo_px[idx], 0.0, None)
