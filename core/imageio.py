@@ -253,21 +253,10 @@ def _write_pillow(path: Path, image: np.ndarray, *, bits: int, quality: int, suf
 
 
 def _write_png16_rgb(path: Path, arr: np.ndarray) -> None:
-    """Pillow cannot write 16-bit RGB PNG; write it with zlib directly."""
-    import struct
-    import zlib
+    """Pillow cannot write 16-bit RGB PNG: the project's zlib encoder does."""
+    from .formats.png import write_png
 
-    h, w, c = arr.shape
-    color_type = {3: 2, 4: 6}[c]
-    raw = arr.astype(">u2").reshape(h, w * c)
-    rows = b"".join(b"\x00" + row.tobytes() for row in raw)
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 6)) + chunk(b"IEND", b""))
+    write_png(path, np.asarray(arr, dtype=np.uint16))
 
 
 HALF_MAX = 65504.0  # largest finite float16

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,15 +145,11 @@ def _find_photo(folder: Path, recorded) -> Path | None:
 
 def _check_glb_uvs(glb: Path) -> None:
     """InputError unless the glb is a glTF binary whose mesh primitives all carry TEXCOORD_0."""
+    from ..formats.glb import read_glb_json
+
     try:
-        with open(glb, "rb") as fh:
-            head = fh.read(20)
-            magic, _version, _total = struct.unpack_from("<4sII", head, 0)
-            jlen, jtype = struct.unpack_from("<I4s", head, 12)
-            if magic != b"glTF" or jtype != b"JSON":
-                raise ValueError("not a glTF binary")
-            gltf = json.loads(fh.read(jlen))
-    except (OSError, struct.error, ValueError):
+        gltf = read_glb_json(glb)
+    except (OSError, ValueError):
         raise InputError(f"{glb} is not a readable glTF binary (rebuild the avatar with `pnrelight avatar`)") from None
     prims = [p for m in gltf.get("meshes", []) for p in m.get("primitives", [])]
     if not prims:

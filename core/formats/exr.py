@@ -133,16 +133,7 @@ def read_exr(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
-    """Write a uint8 (H, W) greyscale or (H, W, 3) RGB image as PNG."""
-    img = np.ascontiguousarray(image, dtype=np.uint8)
-    h, w = img.shape[:2]
-    colour = 2 if img.ndim == 3 else 0
-    rows = np.concatenate([np.zeros((h, 1), np.uint8), img.reshape(h, -1)], axis=1).tobytes()  # filter 0 per row
+    """Write a uint8 (H, W) greyscale or (H, W, 3) RGB image as PNG (:func:`pnrelight.formats.png.write_png`)."""
+    from .png import write_png as _write
 
-    def chunk(tag: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
-
-    path = Path(path)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(rows, 6)) + chunk(b"IEND", b""))
-    return path
+    return _write(path, np.asarray(image, dtype=np.uint8))

@@ -404,10 +404,13 @@ def json_bytes(obj) -> bytes:
 
 
 def lights_record(layout, light_type: str = "sun") -> dict:
-    """lights.json: every light in the stage frame (relative to the stage centre, metres)."""
+    """lights.json: every light in the stage frame (relative to the stage centre, metres), each giving the
+    centre 1 W/m^2 (:func:`rig.calibrated_strength`)."""
+    from .rig import calibrated_strength
+
     out = []
     for i, (d, r, size, omega) in enumerate(zip(layout.directions, layout.distance_m, layout.size_m, layout.solid_angles)):
-        strength, unit = (1.0, "W/m^2") if light_type == "sun" else (4.0 * math.pi * float(r) ** 2, "W")
+        strength, unit = calibrated_strength(light_type, r)
         out.append({"id": i, "direction": [float(v) for v in d], "position": [float(v) for v in d * r], "type": light_type,
                     "size_m": float(size), "solid_angle_sr": float(omega),
                     "intensity": {"strength": strength, "unit": unit, "colour": [1.0, 1.0, 1.0]}})

@@ -182,7 +182,9 @@ def stage_cameras(centre, radius: float, size, *, views: int = 1, yaws=(0.0,), a
 
 def mesh_frame_lights(layout: LightLayout, cam: dict, light_type: str = "sun") -> list[dict]:
     """The stage's lights as ``render_olat`` light dicts in the subject mesh's frame, for camera ``cam``:
-    each gives 1 W/m^2 at the stage centre (sun strength 1; point power 4 pi r^2)."""
+    each gives 1 W/m^2 at the stage centre (sun strength 1; point power 4 pi r^2: :func:`rig.calibrated_strength`)."""
+    from .rig import calibrated_strength
+
     m = np.asarray(cam["stage_to_mesh"], dtype=np.float64)
     out = []
     for d, r, s in zip(layout.directions, layout.distance_m, layout.size_m):
@@ -191,7 +193,7 @@ def mesh_frame_lights(layout: LightLayout, cam: dict, light_type: str = "sun") -
             out.append({"type": "sun", "direction": dm, "strength": 1.0, "colour": (1.0, 1.0, 1.0), "size_m": float(s),
                         "distance_m": float(r)})
         else:
-            out.append({"type": "point", "position": m[:3, 3] + dm * r, "strength": 4.0 * math.pi * float(r) ** 2,
+            out.append({"type": "point", "position": m[:3, 3] + dm * r, "strength": calibrated_strength("point", r)[0],
                         "colour": (1.0, 1.0, 1.0), "size_m": float(s)})
     return out
 

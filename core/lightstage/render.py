@@ -1100,21 +1100,12 @@ def _load_mesh_file(path: Path, need_texture: bool = True) -> dict:
 def _glb_morph_offset(path: Path, counts: list[int]) -> np.ndarray:
     """(V, 3) sum of weight x POSITION target of a one-mesh .glb, its primitives' offsets in order (V = sum of
     ``counts``, the loaded parts' vertex counts); zeros without morphs or when the parts are not its primitives."""
-    import json
-    import struct
+    from ..formats.glb import read_glb, read_vec3_accessor
 
     zero = np.zeros((int(sum(counts)), 3), dtype=np.float64)
     try:
-        data = path.read_bytes()
-        magic, _, _ = struct.unpack_from("<4sII", data, 0)
-        jlen, jtype = struct.unpack_from("<I4s", data, 12)
-        if magic != b"glTF" or jtype != b"JSON":
-            return zero
-        gltf = json.loads(data[20:20 + jlen])
-        rest = 20 + jlen
-        blen, btype = struct.unpack_from("<I4s", data, rest)
-        binary = data[rest + 8:rest + 8 + blen] if btype == b"BIN\x00" else b""
-    except (OSError, struct.error, ValueError):
+        gltf, binary = read_glb(path)
+    except (OSError, ValueError):
         return zero
     meshes = gltf.get("meshes", [])
     prims = meshes[0].get("primitives", []) if len(meshes) == 1 else []
@@ -1131,30 +1122,8 @@ def _glb_morph_offset(path: Path, counts: list[int]) -> np.ndarray:
         for target, weight in zip(targets, weights):
             if not weight or "POSITION" not in target:
                 continue
-            delta = _read_accessor(gltf, binary, target["POSITION"])
+            delta = read_vec3_accessor(gltf, binary, target["POSITION"])
             if delta.shape == out.shape:
                 out += float(weight) * delta
         parts.append(out)
     return np.concatenate(parts) if parts else zero
-
-
-def _read_accessor(gltf: dict, binary: bytes, index: int) -> np.ndarray:
-    """A float VEC3 accessor (dense or sparse) of a .glb's binary chunk as (count, 3) float64."""
-    acc = gltf["accessors"][index]
-    count = int(acc["count"])
-    out = np.zeros((count, 3), dtype=np.float64)
-    if "bufferView" in acc:
-        view = gltf["bufferViews"][acc["bufferView"]]
-        start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
-        out = np.frombuffer(binary, dtype="<f4", count=count * 3, offset=start).reshape(count, 3).astype(np.float64)
-    sparse = acc.get("sparse")
-    if sparse:
-        n = int(sparse["count"])
-        iv = gltf["bufferViews"][sparse["indices"]["bufferView"]]
-        itype = {5121: "<u1", 5123: "<u2", 5125: "<u4"}[sparse["indices"]["componentType"]]
-        idx = np.frombuffer(binary, dtype=itype, count=n, offset=iv.get("byteOffset", 0) + sparse["indices"].get("byteOffset", 0))
-        vv = gltf["bufferViews"][sparse["values"]["bufferView"]]
-        vals = np.frombuffer(binary, dtype="<f4", count=n * 3, offset=vv.get("byteOffset", 0) + sparse["values"].get("byteOffset", 0))
-        out = out.copy()
-        out[idx.astype(np.int64)] = vals.reshape(n, 3)
-    return out

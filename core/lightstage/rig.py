@@ -76,6 +76,19 @@ def rig_radius(layout, bounding_radius: float = 0.0, radius: float = 0.0) -> flo
     return float(np.median(layout.distance_m))
 
 
+def calibrated_strength(light_type: str, distance_m: float, irradiance: float = 1.0) -> tuple[float, str]:
+    """(strength, unit) of a ``light_type`` light at ``distance_m`` that gives the stage centre ``irradiance``
+    W/m^2 (the module docstring): a sun's strength is the irradiance; a point light's power is
+    irradiance x 4 pi r^2 W; an area light's (a Lambertian disk facing the centre) irradiance x pi r^2 W."""
+    if light_type == "sun":
+        return float(irradiance), "W/m^2"
+    if light_type == "point":
+        return float(irradiance) * 4.0 * math.pi * float(distance_m) ** 2, "W"
+    if light_type == "area":
+        return float(irradiance) * math.pi * float(distance_m) ** 2, "W"
+    raise InputError(f"unknown light type {light_type!r} (use one of {', '.join(LIGHT_TYPES)})")
+
+
 def place_lights(layout, radius: float, light_type: str = "sun", strength: float = 1.0) -> Rig:
     """The layout's lights at ``radius`` (see the module docstring), each giving the centre
     ``strength`` W/m^2."""
@@ -89,12 +102,7 @@ def place_lights(layout, radius: float, light_type: str = "sun", strength: float
     k = radius / float(np.median(layout.distance_m))
     distance = layout.distance_m * k
     size = layout.size_m * k
-    if light_type == "sun":
-        energy = np.full(len(layout), float(strength))
-    elif light_type == "point":
-        energy = strength * 4.0 * math.pi * distance**2
-    else:
-        energy = strength * math.pi * distance**2
+    energy = np.array([calibrated_strength(light_type, r, strength)[0] for r in distance], dtype=np.float64)
     return Rig(layout=layout, light_type=light_type, strength=float(strength), radius_m=float(radius),
                positions=layout.directions * distance[:, None], distance_m=distance, size_m=size, energy=energy,
                angle_rad=2.0 * np.arctan(size / (2.0 * distance)))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -307,40 +306,19 @@ def inspect_source(path: str | os.PathLike) -> dict:
 
 def _glb_geometry(path: Path, *, need_texture: bool) -> tuple[np.ndarray, int]:
     """POSITION of every mesh primitive (node transforms are not applied) and the triangle count."""
-    data = path.read_bytes()
+    from ..formats.glb import read_glb, read_vec3_accessor
+
     try:
-        magic, version, _ = struct.unpack_from("<4sII", data, 0)
-        if magic != b"glTF" or version != 2:
-            raise ValueError("not glTF 2 binary")
-        jlen, jtype = struct.unpack_from("<I4s", data, 12)
-        if jtype != b"JSON":
-            raise ValueError("first chunk is not JSON")
-        gltf = json.loads(data[20:20 + jlen])
-        off = 20 + jlen
-        binary = b""
-        if off + 8 <= len(data):
-            blen, btype = struct.unpack_from("<I4s", data, off)
-            if btype == b"BIN\x00":
-                binary = data[off + 8: off + 8 + blen]
-        accessors, views = gltf.get("accessors", []), gltf.get("bufferViews", [])
+        gltf, binary = read_glb(path)
+        accessors = gltf.get("accessors", [])
         chunks, ntris = [], 0
         for mesh in gltf.get("meshes", []):
             for prim in mesh.get("primitives", []):
                 if prim.get("mode", 4) != 4 or "POSITION" not in prim.get("attributes", {}):
                     continue
-                acc = accessors[prim["attributes"]["POSITION"]]
-                if acc.get("componentType") != 5126 or acc.get("type") != "VEC3" or "bufferView" not in acc:
-                    raise ValueError("POSITION is not a float VEC3 buffer")
-                view = views[acc["bufferView"]]
-                if view.get("buffer", 0) != 0:
-                    raise ValueError("external buffers are not supported")
-                count = int(acc["count"])
-                stride = int(view.get("byteStride", 12))
-                start = int(view.get("byteOffset", 0)) + int(acc.get("byteOffset", 0))
-                byte = np.frombuffer(binary, dtype=np.uint8)
-                idx = start + np.arange(count)[:, None] * stride + np.arange(12)  # any byteStride
-                pts = byte[idx].copy().view("<f4").reshape(count, 3)
-                chunks.append(pts.astype(np.float64))
+                pts = read_vec3_accessor(gltf, binary, prim["attributes"]["POSITION"])
+                chunks.append(pts)
+                count = len(pts)
                 n_idx = accessors[prim["indices"]]["count"] if "indices" in prim else count
                 ntris += int(n_idx) // 3
     except InputError:
