@@ -579,11 +579,9 @@ def photo_light_suns(light: np.ndarray, fit, yaw: float = 0.0) -> list[dict]:
     """Suns (model frame) of a camera-frame ``photo_light`` map, the light turned by ``yaw`` degrees about
     the camera's +y first (the turntable: the head turns in front of the photo's camera and lamps)."""
     from ..envmap import rotation_y
-    from ..lightstage.render import environment_to_suns
+    from ..lightstage.render import environment_to_suns, rotate_suns
 
-    to_model = np.asarray(fit.rotation, dtype=np.float64).T @ rotation_y(yaw)
-    return [dict(s, direction=to_model @ np.asarray(s["direction"], dtype=np.float64))
-            for s in environment_to_suns(light, light.shape[0])]
+    return rotate_suns(environment_to_suns(light, light.shape[0]), np.asarray(fit.rotation, dtype=np.float64).T @ rotation_y(yaw))
 
 
 def _calm_dark_chroma(values: np.ndarray, directions: np.ndarray, lo: float = 0.05, hi: float = 0.3) -> np.ndarray:

@@ -205,10 +205,9 @@ def environment_lights(env: np.ndarray, rotate_deg: float = 0.0, rows: int = ENV
     cast shadows of the bright lights and the ambient occlusion of the rest.
     """
     from ..envmap import rotation_y
-    from ..lightstage.render import environment_to_suns
+    from ..lightstage.render import environment_to_suns, rotate_suns
 
-    R = rotation_y(rotate_deg)
-    return [dict(s, direction=R @ np.asarray(s["direction"], dtype=np.float64)) for s in environment_to_suns(env, rows)]
+    return rotate_suns(environment_to_suns(env, rows), rotation_y(rotate_deg))
 
 
 def rotated_envmap(env: np.ndarray, rotate_deg: float) -> np.ndarray:
@@ -254,9 +253,10 @@ def lights_to_latlong(lights: list[dict], rows: int = PHONG_HEIGHT) -> np.ndarra
 
 def _to_model(lights: list[dict], fit) -> list[dict]:
     """Camera-frame suns -> model-frame suns (R^T d)."""
-    Rt = np.asarray(fit.rotation, dtype=np.float64).T
-    return [dict(lt, direction=Rt @ np.asarray(lt["direction"], dtype=np.float64),
-                 strength=np.asarray(lt.get("strength", 1.0), dtype=np.float64)) for lt in lights]
+    from ..lightstage.render import rotate_suns
+
+    return [dict(lt, strength=np.asarray(lt.get("strength", 1.0), dtype=np.float64))
+            for lt in rotate_suns(lights, np.asarray(fit.rotation, dtype=np.float64).T)]
 
 
 # ----------------------------------------------------------------------------- geometry in the photo
@@ -658,8 +658,9 @@ def relight_photo(head: PhotoHead, lights: list[dict], *, env: np.ndarray | None
 
 
 def _to_cam(lights_model: list[dict], fit) -> list[dict]:
-    R = np.asarray(fit.rotation, dtype=np.float64)
-    return [dict(lt, direction=R @ np.asarray(lt["direction"], dtype=np.float64)) for lt in lights_model]
+    from ..lightstage.render import rotate_suns
+
+    return rotate_suns(lights_model, fit.rotation)
 
 
 def _lights_sh(lights: list[dict]) -> np.ndarray:

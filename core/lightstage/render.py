@@ -44,7 +44,7 @@ import numpy as np
 from ..errors import InputError
 
 __all__ = [
-    "GBuffer", "prepare_view", "ground_truth_passes", "check_mesh", "check_light", "sun_light", "point_light",
+    "GBuffer", "prepare_view", "ground_truth_passes", "check_mesh", "check_light", "sun_light", "rotate_suns", "point_light",
     "specular_brdf", "render_olat", "render_olat_set", "render_lights", "environment_to_suns",
     "render_environment", "load_subject", "embree_available", "DEFAULT_ALBEDO", "DEFAULT_SPECULAR", "DEFAULT_ROUGHNESS",
 ]
@@ -506,6 +506,12 @@ def sun_light(direction, strength=1.0, colour=(1.0, 1.0, 1.0), size: float = 0.0
     """A directional light: ``direction`` (3,) from the subject towards the light, ``strength`` W/m²
     (scalar or per channel (3,)), ``size`` angular diameter in radians (0 = hard shadows)."""
     return {"type": "sun", "direction": direction, "strength": strength, "colour": colour, "size": size}
+
+
+def rotate_suns(suns: list[dict], rotation: np.ndarray) -> list[dict]:
+    """Sun dicts with their directions turned by ``rotation`` (3, 3) (d -> R d): a map turned, or moved between frames."""
+    R = np.asarray(rotation, dtype=np.float64)
+    return [dict(s, direction=R @ np.asarray(s["direction"], dtype=np.float64)) for s in suns]
 
 
 def point_light(position, strength=1.0, colour=(1.0, 1.0, 1.0), size: float = 0.0) -> dict:
