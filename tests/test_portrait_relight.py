@@ -354,3 +354,45 @@ def test_shadowed_light_keeps_the_colour_the_face_sees(synthetic_case):
     chroma = [r["linear"][m].mean(0) / r["linear"][m].mean(0).sum() for r in (ours, sh)]
     print("mean chromaticity of the relit head: ours", np.round(chroma[0], 4), "SH-only", np.round(chroma[1], 4))
     assert np.abs(chroma[0] - chroma[1]).max() < 0.015  # measured 0.009; 0.037 with the sphere total
+
+
+def test_unmixed_soft_edge_leaves_no_rim_of_the_old_background():
+    """A person with a soft edge (hair) over a bright background, put over a black one, the segmenter's mask
+    softer and wider than the true edge: with the photo's pixels and that mask the edge keeps a rim of the old
+    background and a fringe; ``unmix_soft_edge`` takes the old background out and tightens the mask."""
+    import cv2
+
+    from pnrelight.avatar.portrait_relight import unmix_soft_edge
+
+    h = w = 240
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    hard = ((xx - 120) ** 2 / 70**2 + (yy - 130) ** 2 / 90**2 < 1).astype(np.float32)
+    alpha = np.clip(cv2.GaussianBlur(hard, (0, 0), 2.0), 0, 1)  # the true edge
+    mask = np.clip(cv2.GaussianBlur(hard, (0, 0), 6.0), 0, 1)  # what a segmenter gives: wider and softer
+    person = np.stack([0.35 + 0.1 * xx / w, 0.2 + 0.05 * yy / h, np.full_like(xx, 0.12)], -1)  # skin-like, smooth
+    old_bg = np.stack([0.8 - 0.1 * yy / h, 0.8 - 0.1 * yy / h, 0.85 - 0.1 * yy / h], -1)  # a bright studio wall
+    photo = alpha[..., None] * person + (1 - alpha[..., None]) * old_bg
+    band = (mask > 0.02) & (mask < 0.98)
+    fg, a = unmix_soft_edge(photo, mask)
+    truth = alpha[..., None] * person  # over black
+    err_raw = np.abs(mask[..., None] * photo - truth)[band].mean()
+    err_ours = np.abs(a[..., None] * fg - truth)[band].mean()
+    print(f"soft edge over black: mean error {err_raw:.4f} with the photo and the mask, {err_ours:.4f} unmixed")
+    assert err_ours < 0.15 * err_raw
+    inside = mask >= 0.98
+    np.testing.assert_array_equal(fg[inside], photo[inside])  # the person itself is untouched
+    np.testing.assert_array_equal(a[inside], mask[inside])
+
+
+def test_stray_regions_of_the_person_mask_are_dropped():
+    """Specks of background the segmenter marks as person go; the person and a second person of similar size stay."""
+    from pnrelight.avatar.portrait_relight import drop_stray_regions
+
+    m = np.zeros((200, 300), np.float32)
+    m[40:190, 20:120] = 1.0  # the person
+    m[60:190, 180:260] = 0.9  # a second person
+    m[10:16, 150:158] = 0.7  # a speck of background (a flag's stripe)
+    out = drop_stray_regions(m)
+    assert out[10:16, 150:158].max() == 0.0
+    np.testing.assert_array_equal(out[40:190, 20:120], 1.0)
+    np.testing.assert_array_equal(out[60:190, 180:260], 0.9)

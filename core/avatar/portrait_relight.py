@@ -55,6 +55,8 @@ TRUST_SHADING = (0.04, 0.15)  # D_old / its median on the head: below, the albed
 MASK_SNAP_RADIUS = 0.005  # snap_mask_to_edges: guided-filter window, fraction of the photo's larger side
 FEATHER = 0.04  # head/body blend: feather width as a fraction of the head's size in the image
 PROXY_SMOOTH = 0.03  # proxy surface: Gaussian sigma as a fraction of the person's size
+STRAY_REGION_FRACTION = 0.01  # drop_stray_regions: islands of the person mask below this x the largest
+FOREGROUND_WIDTH = 0.01  # unmix_soft_edge: how far (x the image's larger side) colours are spread into the soft edge
 BODY_RATIO_MAX = 6.0  # relit / photo on the body: larger ratios come from an unlit photo side, not from light
 LIGHT_PRIOR = 0.03  # shadowed_photo_light: pull of each cell towards the SH light, relative to the mean cell energy
 
@@ -88,7 +90,7 @@ def fit_photo_head(photo, *, seed: int = 0, texture_size: int = DEFAULT_TEXTURE_
     rec = reconstruct(photo, face_index=face_index, face_model_path=face_model_path, texture_size=texture_size, seed=seed)
     t1 = time.perf_counter()
     mesh = avatar_mesh(rec.model, rec.fit, rec.textures)
-    return PhotoHead(photo=rec.photo, person=snap_mask_to_edges(rec.photo, _soften(rec.person_mask)), mesh=mesh, fit=rec.fit, sh=np.asarray(rec.intrinsics.sh),
+    return PhotoHead(photo=rec.photo, person=snap_mask_to_edges(rec.photo, drop_stray_regions(_soften(rec.person_mask))), mesh=mesh, fit=rec.fit, sh=np.asarray(rec.intrinsics.sh),
                      light=rec.light, landmarks=np.asarray(rec.face.points), source="fit", seed=int(seed),
                      face=face_skin_region(rec.face.points, rec.photo.shape[:2]),
                      timings={"fit": round(t1 - t0, 3), "mesh": round(time.perf_counter() - t1, 3)})
@@ -145,7 +147,7 @@ def load_photo_head(avatar_dir, photo, *, seed: int = 0) -> PhotoHead:
         cv2.ellipse(face, (int(round((x0 + x1) / 2)), int(round((y0 + y1) / 2))),
                     (max(1, int(0.4 * (x1 - x0))), max(1, int(0.42 * (y1 - y0)))), 0, 0, 360, 1, -1)
         face = face.astype(bool)
-    return PhotoHead(photo=image, person=snap_mask_to_edges(image, np.asarray(person, np.float32)), mesh=mesh, fit=fit, sh=sh, light=light, landmarks=None,
+    return PhotoHead(photo=image, person=snap_mask_to_edges(image, drop_stray_regions(np.asarray(person, np.float32))), mesh=mesh, fit=fit, sh=sh, light=light, landmarks=None,
                      source=str(folder), seed=int(seed), face=face, timings={"load_avatar": round(time.perf_counter() - t0, 3)})
 
 
@@ -160,6 +162,24 @@ def face_skin_region(points_px: np.ndarray, shape) -> np.ndarray:
 
 def _vertex_normals_cam(mesh: dict, R: np.ndarray) -> np.ndarray:
     return np.asarray(mesh["normals"], dtype=np.float64) @ R.T
+
+
+def drop_stray_regions(mask: np.ndarray, min_fraction: float = STRAY_REGION_FRACTION) -> np.ndarray:
+    """(H, W) float32: the soft person mask (H, W) in [0, 1] without its stray islands.
+
+    The segmenter also marks bits of the background (a flag's red stripes behind the astronaut); they
+    would be relit and kept over a new background as floating specks. Regions of ``mask`` > 0.02 (8-connected)
+    smaller than ``min_fraction`` of the largest are set to 0; the person and anyone of similar size stay.
+    """
+    import cv2
+
+    m = np.clip(np.asarray(mask, np.float32), 0.0, 1.0)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((m > 0.02).astype(np.uint8), connectivity=8)
+    if count <= 2:
+        return m
+    area = stats[1:, cv2.CC_STAT_AREA]
+    small = np.flatnonzero(area < min_fraction * area.max()) + 1
+    return np.where(np.isin(labels, small), np.float32(0.0), m).astype(np.float32)
 
 
 def snap_mask_to_edges(photo: np.ndarray, mask: np.ndarray, radius: float = MASK_SNAP_RADIUS, eps: float = 1e-3) -> np.ndarray:
@@ -186,6 +206,52 @@ def snap_mask_to_edges(photo: np.ndarray, mask: np.ndarray, radius: float = MASK
     snapped = np.clip(box(a) * guide + box(b), 0.0, 1.0)
     band = cv2.dilate(((m > 0.02) & (m < 0.98)).astype(np.uint8), np.ones(k, np.uint8)).astype(bool)
     return np.where(band, snapped, m).astype(np.float32)
+
+
+def unmix_soft_edge(photo_lin: np.ndarray, alpha: np.ndarray, width: float = FOREGROUND_WIDTH) -> tuple[np.ndarray, np.ndarray]:
+    """The person's own colour F (H, W, 3) and a tighter alpha (H, W) under the soft edge of ``alpha`` (H, W) in [0, 1].
+
+    In the mask's soft band a pixel is I = a F + (1 - a) B, the old background showing through (hair, a
+    blurred edge); composited over a new background as it is, B shows as a rim of the old background's
+    colour, and the segmenter's 256 px mask is softer and wider than the person (a fringe of the
+    person's colour around them). B is the photo's background (alpha < 0.02), F the person's colour
+    (alpha > 0.98), each spread into the band by normalised Gaussians (``width`` x the image's larger
+    side, then 4 and 16 times wider where nothing is that close). Where F and B differ enough in colour,
+    a = the projection of I - B on F - B (the colour line between them) replaces the segmenter's; then
+    F = (I - (1 - a) B) / a where a is large enough to divide by, blended (a 0.3 -> 0.8) into the
+    spread person colour. Outside the band both are returned as given. ``photo_lin`` (H, W, 3) linear RGB.
+    """
+    from .intrinsics import _normalized_convolution
+
+    img = np.asarray(photo_lin, np.float32)
+    a = np.clip(np.asarray(alpha, np.float32), 0.0, 1.0)
+    sigma = max(1.0, width * max(a.shape))
+    band = (a > 0.002) & (a < 0.98)
+    if not band.any() or not (a < 0.02).any() or not (a > 0.98).any():
+        return img.copy(), a.copy()
+
+    def spread(where: np.ndarray) -> np.ndarray:
+        # Normalised Gaussians from wide to narrow: the narrowest with enough support wins, so colours
+        # come from close by and still reach across a band wider than one kernel.
+        w = where.astype(np.float32)
+        out = img.copy()
+        for k in (16.0, 4.0, 1.0):
+            avg, den = _normalized_convolution(img, w, min(k * sigma, min(a.shape) / 4.2))  # wide ones on a reduced grid
+            trust = np.clip(den / 0.05, 0.0, 1.0)[..., None]
+            out = trust * avg + (1.0 - trust) * out
+        return out
+
+    back, inner = spread(a < 0.02), spread(a > 0.98)
+    diff = inner - back
+    contrast = np.sqrt(np.sum(diff * diff, axis=-1))
+    on_line = np.clip(np.sum((img - back) * diff, axis=-1) / np.maximum(contrast * contrast, 1e-8), 0.0, 1.0)
+    trust = _smoothstep(contrast, 0.04, 0.12)  # linear RGB distance: below it the colours cannot tell them apart
+    a_new = np.where(band, trust * on_line + (1.0 - trust) * a, a)
+    ac = a_new[..., None]
+    unmixed = np.clip((img - (1.0 - ac) * back) / np.maximum(ac, 1e-3), 0.0, None)
+    w = _smoothstep(a_new, 0.3, 0.8)[..., None]
+    fg = np.where(band[..., None], w * unmixed + (1.0 - w) * inner, img)
+    return fg.astype(np.float32), a_new.astype(np.float32)
 
 
 def _soften(mask: np.ndarray, sigma: float = 1.0) -> np.ndarray:
@@ -639,11 +705,16 @@ def relight_photo(head: PhotoHead, lights: list[dict], *, env: np.ndarray | None
     head_mask = np.zeros((h, w), bool)
     head_mask[y0:y1, x0:x1] = p.head_win
     b_new = render_sh(p.body_normals, sh_new) if method == "sh" else sun_shading(p.body_normals, new_cam)
-    body = photo_lin.copy()
+    if keep_background:
+        body = photo_lin.copy()
+    else:  # over a new background the soft edge must not carry the old one along
+        if getattr(p, "foreground", None) is None:
+            p.foreground, p.edge_alpha = unmix_soft_edge(photo_lin, head.person)
+        body = p.foreground.copy()
     body[p.on_person] *= np.clip(np.clip(b_new, 0, None) / np.maximum(p.b_old, p.body_floor), 0.0, BODY_RATIO_MAX)
     blend = _feathered(head_mask, FEATHER * float(np.sqrt(max(head_mask.sum(), 1))))
     person_relit = blend[..., None] * head_relit + (1.0 - blend[..., None]) * body
-    alpha = np.clip(head.person, 0.0, 1.0)[..., None]
+    alpha = (np.clip(head.person, 0.0, 1.0) if keep_background else p.edge_alpha)[..., None]
     if keep_background:
         background = photo_lin
     elif env is not None:
