@@ -232,10 +232,10 @@ def blender_camera(avatar: AvatarFolder) -> dict:
 
 def photo_intrinsics(avatar: AvatarFolder, scale: float = 1.0) -> np.ndarray:
     """(3, 3) K of the photo camera for an image ``scale`` times the photo's size (pixel centres at +0.5)."""
+    from .camera import intrinsics_matrix
+
     cam = avatar.info["camera"]
-    f = float(cam["focal_px"]) * scale
-    cx, cy = (float(x) * scale for x in cam["principal_point"])
-    return np.array([[f, 0.0, cx], [0.0, f, cy], [0.0, 0.0, 1.0]])
+    return intrinsics_matrix(float(cam["focal_px"]) * scale, np.asarray(cam["principal_point"], dtype=np.float64) * scale)
 
 
 # ----------------------------------------------------------------------------- material parameters
@@ -251,13 +251,15 @@ def subsurface_from_albedo(albedo_linear: np.ndarray) -> dict:
     skin absorbs near the surface: less visible scattering). Returns weight, radius (3,) and scale
     (metres per radius unit, 0.001: the radius is in mm).
     """
+    from .intrinsics import LUMA
+
+    luma = LUMA.astype(np.float64)
     a = np.asarray(albedo_linear, dtype=np.float64).reshape(-1, 3)
-    lum = a @ np.array([0.2126, 0.7152, 0.0722])
+    lum = a @ luma
     skin = a[(a[:, 0] > a[:, 2]) & (lum > 0.02) & (lum < 0.8)]
     colour = np.median(skin, axis=0) if len(skin) >= 16 else SKIN_REFERENCE_ALBEDO
     ratio = np.clip(colour / SKIN_REFERENCE_ALBEDO, 0.5, 2.0)
-    ref_lum = float(SKIN_REFERENCE_ALBEDO @ np.array([0.2126, 0.7152, 0.0722]))
-    weight = float(np.clip((colour @ np.array([0.2126, 0.7152, 0.0722])) / ref_lum, *SUBSURFACE_WEIGHT_RANGE))
+    weight = float(np.clip((colour @ luma) / float(SKIN_REFERENCE_ALBEDO @ luma), *SUBSURFACE_WEIGHT_RANGE))
     return {"weight": weight, "radius": (SKIN_RADIUS_MM * ratio).tolist(), "scale": 0.001, "skin_albedo": colour.tolist()}
 
 

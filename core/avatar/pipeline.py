@@ -565,14 +565,9 @@ def photo_light(sh: np.ndarray, normals: np.ndarray | None = None, rows: int = P
 def photo_light_shading(light: np.ndarray, normals: np.ndarray) -> np.ndarray:
     """Unshadowed diffuse shading (irradiance / pi) (..., 3) of a ``photo_light`` map at unit normals
     (..., 3) in the map's frame: exactly what its suns (one per texel) give in the renderer."""
-    from ..envmap import latlong_directions, solid_angles
+    from ..lightstage.render import environment_to_suns
 
-    rows = light.shape[0]
-    cells = latlong_directions(rows).reshape(-1, 3)
-    omega = solid_angles(rows).reshape(-1)
-    n = np.asarray(normals, dtype=np.float64).reshape(-1, 3)
-    out = (np.clip(n @ cells.T, 0.0, None) * (omega / np.pi)) @ np.asarray(light, np.float64).reshape(-1, 3)
-    return out.reshape(np.shape(normals)).astype(np.float32)
+    return sun_shading(np.asarray(normals), environment_to_suns(light, light.shape[0]))
 
 
 def photo_light_suns(light: np.ndarray, fit, yaw: float = 0.0) -> list[dict]:

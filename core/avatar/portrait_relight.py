@@ -90,7 +90,7 @@ def fit_photo_head(photo, *, seed: int = 0, texture_size: int = DEFAULT_TEXTURE_
     rec = reconstruct(photo, face_index=face_index, face_model_path=face_model_path, texture_size=texture_size, seed=seed)
     t1 = time.perf_counter()
     mesh = avatar_mesh(rec.model, rec.fit, rec.textures)
-    return PhotoHead(photo=rec.photo, person=snap_mask_to_edges(rec.photo, drop_stray_regions(_soften(rec.person_mask))), mesh=mesh, fit=rec.fit, sh=np.asarray(rec.intrinsics.sh),
+    return PhotoHead(photo=rec.photo, person=person_alpha(rec.photo, _soften(rec.person_mask)), mesh=mesh, fit=rec.fit, sh=np.asarray(rec.intrinsics.sh),
                      light=rec.light, landmarks=np.asarray(rec.face.points), source="fit", seed=int(seed),
                      face=face_skin_region(rec.face.points, rec.photo.shape[:2]),
                      timings={"fit": round(t1 - t0, 3), "mesh": round(time.perf_counter() - t1, 3)})
@@ -147,7 +147,7 @@ def load_photo_head(avatar_dir, photo, *, seed: int = 0) -> PhotoHead:
         cv2.ellipse(face, (int(round((x0 + x1) / 2)), int(round((y0 + y1) / 2))),
                     (max(1, int(0.4 * (x1 - x0))), max(1, int(0.42 * (y1 - y0)))), 0, 0, 360, 1, -1)
         face = face.astype(bool)
-    return PhotoHead(photo=image, person=snap_mask_to_edges(image, drop_stray_regions(np.asarray(person, np.float32))), mesh=mesh, fit=fit, sh=sh, light=light, landmarks=None,
+    return PhotoHead(photo=image, person=person_alpha(image, person), mesh=mesh, fit=fit, sh=sh, light=light, landmarks=None,
                      source=str(folder), seed=int(seed), face=face, timings={"load_avatar": round(time.perf_counter() - t0, 3)})
 
 
@@ -162,6 +162,11 @@ def face_skin_region(points_px: np.ndarray, shape) -> np.ndarray:
 
 def _vertex_normals_cam(mesh: dict, R: np.ndarray) -> np.ndarray:
     return np.asarray(mesh["normals"], dtype=np.float64) @ R.T
+
+
+def person_alpha(photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(H, W) float32: the segmenter's soft person mask (H, W) without stray islands, snapped to the photo's edges."""
+    return snap_mask_to_edges(photo, drop_stray_regions(mask))
 
 
 def drop_stray_regions(mask: np.ndarray, min_fraction: float = STRAY_REGION_FRACTION) -> np.ndarray:
@@ -321,8 +326,12 @@ def _to_model(lights: list[dict], fit) -> list[dict]:
     """Camera-frame suns -> model-frame suns (R^T d)."""
     from ..lightstage.render import rotate_suns
 
-    return [dict(lt, strength=np.asarray(lt.get("strength", 1.0), dtype=np.float64))
-            for lt in rotate_suns(lights, np.asarray(fit.rotation, dtype=np.float64).T)]
+    return rotate_suns(lights, np.asarray(fit.rotation, dtype=np.float64).T)
+
+
+def _scaled(lights: list[dict], scale: float) -> list[dict]:
+    """Suns with their strengths times ``scale``."""
+    return [dict(lt, strength=np.asarray(lt.get("strength", 1.0), dtype=np.float64) * scale) for lt in lights]
 
 
 # ----------------------------------------------------------------------------- geometry in the photo
@@ -419,10 +428,10 @@ def shadowed_photo_light(gbuf, head: PhotoHead, photo_px: np.ndarray, on_head: n
     skin = gbuf.n_dot_v[idx] > 0.2
     # The light's colour as the face sees it (the SH light's gauge: the face's mean shading is achromatic);
     # its total over the sphere also counts directions behind the head, where the SH fit is unconstrained.
-    seen = (B[:, skin] if skin.any() else B).mean(1).astype(np.float64) @ (prior.reshape(-1, 3) * omega[:, None])
-    if not np.all(seen > 1e-12):
-        seen = prior.reshape(-1, 3).sum(0)
-    colour = seen / max(float(luminance(seen[None].astype(np.float32))[0]), 1e-12)  # luminance 1
+    face_light = (B[:, skin] if skin.any() else B).mean(1).astype(np.float64) @ (prior.reshape(-1, 3) * omega[:, None])
+    if not np.all(face_light > 1e-12):
+        face_light = prior.reshape(-1, 3).sum(0)
+    colour = face_light / max(float(luminance(face_light[None].astype(np.float32))[0]), 1e-12)  # luminance 1
     if face_px is not None and (skin & face_px[idx]).sum() >= 50:
         # Skin is what looks like the face's skin in the photo: the skull's texture is painted skin, its photo may be hair.
         seen = np.clip(photo_px[idx], 0.0, None)
@@ -587,7 +596,7 @@ def prepare_relight(head: PhotoHead, *, shadows: bool = True, method: str = "ful
     n_cam = gbuf.normal.astype(np.float64) @ R.T  # (N, 3) shading normals (detail normal map) in the camera frame
     prep = SimpleNamespace(shadows=shadows, method=method, specular=specular, photo_lin=photo_lin, gbuf=gbuf, win=win,
                            head_win=head_win, photo_px=photo_px, old_map=old_map, old_model=old_model, fit_info=fit_info,
-                           n_cam=n_cam, f0=None, mirror=None, timings=timings)
+                           n_cam=n_cam, f0=None, mirror=None, foreground=None, edge_alpha=None, timings=timings)
     t = time.perf_counter()
     if method == "sh":
         prep.d_old = render_sh(n_cam, head.sh)
@@ -662,8 +671,7 @@ def relight_photo(head: PhotoHead, lights: list[dict], *, env: np.ndarray | None
     timings = dict(p.timings)
     new_model = _to_model(lights, head.fit)
     scale = exposure_scale(gbuf, p.old_model, new_model) * 2.0 ** float(exposure_ev)
-    new_model = [dict(s, strength=np.asarray(s["strength"], dtype=np.float64) * scale) for s in new_model]
-    new_cam = [dict(s, strength=np.asarray(s.get("strength", 1.0), dtype=np.float64) * scale) for s in lights]
+    new_model, new_cam = _scaled(new_model, scale), _scaled(lights, scale)
 
     t = time.perf_counter()
     if method == "sh":
@@ -706,22 +714,21 @@ def relight_photo(head: PhotoHead, lights: list[dict], *, env: np.ndarray | None
     head_mask[y0:y1, x0:x1] = p.head_win
     b_new = render_sh(p.body_normals, sh_new) if method == "sh" else sun_shading(p.body_normals, new_cam)
     if keep_background:
-        body = photo_lin.copy()
+        body, alpha = photo_lin.copy(), np.clip(head.person, 0.0, 1.0)
     else:  # over a new background the soft edge must not carry the old one along
-        if getattr(p, "foreground", None) is None:
+        if p.foreground is None:
             p.foreground, p.edge_alpha = unmix_soft_edge(photo_lin, head.person)
-        body = p.foreground.copy()
+        body, alpha = p.foreground.copy(), p.edge_alpha
     body[p.on_person] *= np.clip(np.clip(b_new, 0, None) / np.maximum(p.b_old, p.body_floor), 0.0, BODY_RATIO_MAX)
     blend = _feathered(head_mask, FEATHER * float(np.sqrt(max(head_mask.sum(), 1))))
     person_relit = blend[..., None] * head_relit + (1.0 - blend[..., None]) * body
-    alpha = (np.clip(head.person, 0.0, 1.0) if keep_background else p.edge_alpha)[..., None]
     if keep_background:
         background = photo_lin
     elif env is not None:
         background = camera_background(env * np.float32(scale), head.fit.focal_px, head.fit.principal_point, (h, w))
     else:
         background = np.zeros_like(photo_lin)
-    linear = (alpha * person_relit + (1.0 - alpha) * background).astype(np.float32)
+    linear = (alpha[..., None] * person_relit + (1.0 - alpha[..., None]) * background).astype(np.float32)
     timings["compose"] = round(time.perf_counter() - t, 3)
     return {"linear": linear, "srgb": linear_to_srgb(tone_map_highlights(linear)), "head_mask": head_mask, "blend": blend,
             "scale": float(scale), "suns": len(lights), "old_light": dict(p.fit_info), "layers": layers,
