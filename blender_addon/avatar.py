@@ -16,9 +16,10 @@ import numpy as np
 from bpy_extras.io_utils import ImportHelper
 from mathutils import Matrix
 from pnrelight.errors import InputError  # bad input: reported as an ERROR, nothing created
+from pnrelight.lightstage.layouts import node_tree
 
 from . import lightstage
-from .datablocks import Created, select_only
+from .datablocks import Created, FileImport, ViewportDrop, select_only
 
 FITTED_KEY = "pnrelight_fitted_expression"  # object custom property: {shape key: fitted weight}
 PARTS = ("Skin", "Eyes", "Teeth")  # material slots, in uv_parts' label order
@@ -181,11 +182,8 @@ def _build_materials(obj, av, texture_size: str, sss: dict, subsurface: bool) ->
 
 def _material(name: str, images: dict, part: str, sss: dict, subsurface: bool):
     mat = bpy.data.materials.new(name)
-    if mat.node_tree is None:  # Blender 4 makes materials without nodes
-        mat.use_nodes = True
-    nt = mat.node_tree
+    nt = node_tree(mat, clear=True)
     nodes, links = nt.nodes, nt.links
-    nodes.clear()
     out = nodes.new("ShaderNodeOutputMaterial")
     out.location = (600, 0)
     bsdf = nodes.new("ShaderNodeBsdfPrincipled")
@@ -260,10 +258,7 @@ def _photo_world(context, av, obj, saved):
     img.file_format = "OPEN_EXR"
     img.pack()
     world = bpy.data.worlds.new(f"{obj.name} photo light")
-    if world.node_tree is None:
-        world.use_nodes = True
-    nodes = world.node_tree.nodes
-    nodes.clear()
+    nodes = node_tree(world, clear=True).nodes
     env_node = nodes.new("ShaderNodeTexEnvironment")
     env_node.name = env_node.label = "Photo Light"
     env_node.image = img
@@ -383,7 +378,7 @@ def _active_avatar(context):
     return obj if obj is not None and obj.type == "MESH" and obj.pnrelight_avatar.is_avatar else None
 
 
-class PNRELIGHT_OT_import_avatar(bpy.types.Operator, ImportHelper):
+class PNRELIGHT_OT_import_avatar(FileImport, bpy.types.Operator, ImportHelper):
     """Import a pnrelight avatar folder (its avatar.json) as a head with a Principled BSDF that Blender's lights relight"""
 
     bl_idname = "import_scene.pnrelight_avatar"
@@ -407,24 +402,12 @@ class PNRELIGHT_OT_import_avatar(bpy.types.Operator, ImportHelper):
         name="Camera from Photo", default=False,
         description="A camera with the photo's fitted lens and pose (scene resolution = the photo's), the photo as background")
 
-    def paths(self) -> list[Path]:
-        if self.files and self.directory and any(f.name for f in self.files):
-            return [Path(self.directory) / f.name for f in self.files if f.name]
-        return [Path(self.filepath or self.directory)]
-
     def execute(self, context):
-        imported = []
-        for path in self.paths():
-            try:
-                imported.append(import_avatar(context, path, texture_size=self.texture_size, subsurface=self.subsurface,
-                                              match_photo_lighting=self.match_photo_lighting, light_stage=self.light_stage,
-                                              camera_from_photo=self.camera_from_photo))
-            except InputError as exc:
-                self.report({"ERROR"}, str(exc))
-                return {"CANCELLED"} if not imported else {"FINISHED"}
-            except Exception as exc:  # noqa: BLE001 - import_avatar removed what it made
-                self.report({"ERROR"}, f"could not import {path}: {type(exc).__name__}: {exc}")
-                return {"CANCELLED"} if not imported else {"FINISHED"}
+        imported, failed = self.import_each(lambda path: import_avatar(
+            context, path, texture_size=self.texture_size, subsurface=self.subsurface,
+            match_photo_lighting=self.match_photo_lighting, light_stage=self.light_stage, camera_from_photo=self.camera_from_photo))
+        if failed is not None:
+            return failed
         for obj in imported:
             s = obj.pnrelight_avatar
             keys = obj.data.shape_keys
@@ -462,15 +445,11 @@ class PNRELIGHT_OT_avatar_reset_expression(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class PNRELIGHT_FH_avatar(bpy.types.FileHandler):
+class PNRELIGHT_FH_avatar(ViewportDrop, bpy.types.FileHandler):
     bl_idname = "PNRELIGHT_FH_avatar"
     bl_label = "Relightable Avatar (pnrelight)"
     bl_import_operator = "import_scene.pnrelight_avatar"
     bl_file_extensions = ".json"
-
-    @classmethod
-    def poll_drop(cls, context):
-        return context.area is not None and context.area.type == "VIEW_3D"
 
 
 class PNRELIGHT_PT_avatar(bpy.types.Panel):

@@ -18,6 +18,7 @@ from pnrelight.atomic import atomic_output_file
 from pnrelight.errors import InputError  # bad input: reported as an ERROR, nothing written
 
 from pnrelight.formats import exr
+from pnrelight.lightstage.layouts import node_tree
 
 from . import olat
 from .datablocks import Created, select_only
@@ -486,10 +487,8 @@ class OlatRun:
                 s.set(r, attr, value)
         s.set(scene, "camera", scene.camera)
         self.world = bpy.data.worlds.new("pnrelight OLAT black")
-        if self.world.node_tree is None:  # Blender 4 makes worlds without nodes
-            self.world.use_nodes = True
         self.world.color = (0.0, 0.0, 0.0)
-        background = next((n for n in self.world.node_tree.nodes if n.type == "BACKGROUND"), None)
+        background = next((n for n in node_tree(self.world).nodes if n.type == "BACKGROUND"), None)
         if background is not None:
             background.inputs["Strength"].default_value = 0.0
         s.set(scene, "world", self.world)

@@ -1,15 +1,15 @@
 """File › Import › RTI Plane (pnrelight), and drag-and-drop of a model's info.json or a .ptm/.rti file."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import bpy
 from bpy_extras.io_utils import ImportHelper
 
 from . import plane, preferences
+from .datablocks import FileImport, ViewportDrop
 
 
-class PNRELIGHT_OT_import_rti(bpy.types.Operator, ImportHelper):
+class PNRELIGHT_OT_import_rti(FileImport, bpy.types.Operator, ImportHelper):
     """Import an RTI model folder (PTM, HSH, NeuralRTI) or an RTIViewer .ptm/.rti file as a relightable plane"""
 
     bl_idname = "import_scene.pnrelight_rti"
@@ -41,31 +41,18 @@ class PNRELIGHT_OT_import_rti(bpy.types.Operator, ImportHelper):
         name="Light", default="",
         description="Light object driving the plane (empty: the nearest sun/point light, else a new sun)")
 
-    def paths(self) -> list[Path]:
-        if self.files and self.directory and any(f.name for f in self.files):
-            return [Path(self.directory) / f.name for f in self.files if f.name]
-        return [Path(self.filepath or self.directory)]
-
     def execute(self, context):
-        from pnrelight.errors import InputError
-
         light = None
         if self.light_name:
             light = bpy.data.objects.get(self.light_name)
             if light is None or light.type != "LIGHT" or light.data.type not in plane.DRIVABLE_LIGHT_TYPES:
                 self.report({"ERROR"}, f"no sun, point, spot or area light named {self.light_name!r} (pick a light object)")
                 return {"CANCELLED"}
-        imported = []
-        for path in self.paths():
-            try:
-                imported.append(plane.import_plane(context, path, source=self.source, interpolation=self.interpolation,
-                                                   gain=self.gain, linearize=self.linearize, light=light))
-            except InputError as exc:
-                self.report({"ERROR"}, str(exc))
-                return {"CANCELLED"} if not imported else {"FINISHED"}
-            except Exception as exc:  # noqa: BLE001 - never leave a half-built plane behind
-                self.report({"ERROR"}, f"could not import {path}: {type(exc).__name__}: {exc}")
-                return {"CANCELLED"} if not imported else {"FINISHED"}
+        imported, failed = self.import_each(lambda path: plane.import_plane(
+            context, path, source=self.source, interpolation=self.interpolation, gain=self.gain, linearize=self.linearize,
+            light=light))
+        if failed is not None:
+            return failed
         for obj in imported:
             s = obj.pnrelight
             self.report({"INFO"}, f"imported {obj.name}: {s.label}, {s.pixels} px, {s.node_count} nodes, {s.import_seconds:.2f} s")
@@ -82,15 +69,11 @@ class PNRELIGHT_OT_import_rti(bpy.types.Operator, ImportHelper):
         return super().invoke(context, event)
 
 
-class PNRELIGHT_FH_rti(bpy.types.FileHandler):
+class PNRELIGHT_FH_rti(ViewportDrop, bpy.types.FileHandler):
     bl_idname = "PNRELIGHT_FH_rti_plane"
     bl_label = "RTI Plane (pnrelight)"
     bl_import_operator = "import_scene.pnrelight_rti"
     bl_file_extensions = ".json;.ptm;.rti"
-
-    @classmethod
-    def poll_drop(cls, context):
-        return context.area is not None and context.area.type == "VIEW_3D"
 
 
 def menu_import(self, _context):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import bpy
 import numpy as np
+from pnrelight.lightstage.layouts import node_tree
 
 from . import nodes
 from .datablocks import Created, select_only
@@ -189,10 +190,7 @@ def build_material(model, name: str, images, scales, offsets, created: Created, 
                    linearize: bool = False, orders=None):
     """Material: textures -> dequantise -> model group -> (optional sRGB -> linear) -> emission · gain."""
     mat = created.add(bpy.data.materials.new(f"pnrelight {name}"))
-    if mat.node_tree is None:  # Blender < 5.0 makes the tree on demand
-        mat.use_nodes = True
-    tree = mat.node_tree
-    tree.nodes.clear()
+    tree = node_tree(mat, clear=True)
     light_group, new = nodes.light_direction_group()
     if new:
         created.add(light_group)

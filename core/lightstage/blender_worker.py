@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .layouts import pose_to_blender, to_blender
+from .layouts import node_tree, pose_to_blender, to_blender
 
 
 def _mesh(bpy, arrays: dict):
@@ -34,10 +34,8 @@ def _mesh(bpy, arrays: dict):
 
 def _material(bpy, arrays: dict, meta: dict):
     mat = bpy.data.materials.new("subject")
-    if mat.node_tree is None:  # Blender < 5 creates materials without nodes
-        mat.use_nodes = True
-    nodes, links = mat.node_tree.nodes, mat.node_tree.links
-    nodes.clear()
+    tree = node_tree(mat, clear=True)
+    nodes, links = tree.nodes, tree.links
     out = nodes.new("ShaderNodeOutputMaterial")
     bsdf = nodes.new("ShaderNodeBsdfPrincipled")
     links.new(bsdf.outputs["BSDF"], out.inputs["Surface"])

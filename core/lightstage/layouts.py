@@ -119,6 +119,16 @@ def to_blender(vectors) -> np.ndarray:
     return np.stack([v[..., 0], -v[..., 2], v[..., 1]], axis=-1)
 
 
+def node_tree(idblock, *, clear: bool = False):
+    """The shader node tree of a Blender material or world (``idblock``), made where Blender < 5 has
+    none yet; ``clear`` empties it. No bpy import: the caller's Blender object is used as it is."""
+    if idblock.node_tree is None:  # Blender 4 makes materials and worlds without nodes
+        idblock.use_nodes = True
+    if clear:
+        idblock.node_tree.nodes.clear()
+    return idblock.node_tree
+
+
 def from_blender(vectors) -> np.ndarray:
     """Blender world vectors (..., 3) in the core's world: (X, Y, Z) -> (X, Z, -Y) (inverse of :func:`to_blender`)."""
     v = np.asarray(vectors, dtype=np.float64)
