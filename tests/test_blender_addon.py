@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, build_addon, run_blender_worker, run_cli
 
 pytestmark = pytest.mark.blender
 if importlib.util.find_spec("bpy") is None:
@@ -138,10 +137,7 @@ def _bad_folders(root: Path, good_hsh: Path) -> dict:
 @pytest.fixture(scope="module")
 def session(tmp_path_factory, dome_dir):
     root = tmp_path_factory.mktemp("blender")
-    build = subprocess.run([sys.executable, str(REPO / "blender_addon" / "build.py"), "--output-dir", str(root / "dist")],
-                           capture_output=True, text=True, cwd=REPO)
-    assert build.returncode == 0, build.stdout + build.stderr
-    zip_path = next((root / "dist").glob("pnrelight-*.zip"))
+    zip_path, build = build_addon(root / "dist")
 
     full = load_mlic(dome_dir / "train")
     mlic = MLIC(images=np.ascontiguousarray(full.images[:, CROP[0], CROP[1]]), directions=full.directions,
@@ -198,14 +194,9 @@ def session(tmp_path_factory, dome_dir):
     steps.append({"op": "disable"})
     job = {"zip": str(zip_path), "out": str(root / "out"), "size": [SIZE, SIZE],
            "models": {k: str(v) for k, v in folders.items()}, "steps": steps}
-    (root / "job.json").write_text(json.dumps(job))
-    env = {**os.environ, "BLENDER_USER_RESOURCES": str(root / "blender_user")}
-    run = subprocess.run([sys.executable, str(REPO / "tests" / "blender_worker.py"), str(root / "job.json")],
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    results = json.loads((root / "out" / "results.json").read_text())
+    results, log = run_blender_worker("blender_worker.py", job, root, timeout=600)
     return {"root": root, "zip": zip_path, "build": build, "folders": folders, "results": results,
-            "out": root / "out", "worker_log": run.stdout}
+            "out": root / "out", "worker_log": log}
 
 
 def _render(session, name):
@@ -379,9 +370,7 @@ def legacy_session(tmp_path_factory):
     from pnrelight.rti.fit import fit_linear
 
     root = tmp_path_factory.mktemp("blender_legacy")
-    build = subprocess.run([sys.executable, str(REPO / "blender_addon" / "build.py"), "--output-dir", str(root / "dist")],
-                           capture_output=True, text=True, cwd=REPO)
-    assert build.returncode == 0, build.stdout + build.stderr
+    zip_path, _ = build_addon(root / "dist")
     mlic = load_mlic(REPO / "assets" / "examples" / "rti_synthetic")
     files = {"ptm_file": write_ptm(fit_linear(mlic, "ptm"), root / "coin.ptm"),
              "hsh9_file": write_hsh_rti(fit_linear(mlic, "hsh", 9), root / "coin_hsh.rti")}
@@ -392,15 +381,10 @@ def legacy_session(tmp_path_factory):
         steps.append({"op": "sun", "dir": SUNS[name]})
         steps += [{"op": "render", "model": k, "name": f"{k}_sun_{name}"} for k in files]
     steps.append({"op": "bad", "path": str(truncated), "name": "truncated"})
-    job = {"zip": str(next((root / "dist").glob("pnrelight-*.zip"))), "out": str(root / "out"),
+    job = {"zip": str(zip_path), "out": str(root / "out"),
            "size": [LEGACY_SIZE, LEGACY_SIZE], "models": {k: str(v) for k, v in files.items()}, "steps": steps}
-    (root / "job.json").write_text(json.dumps(job))
-    env = {**os.environ, "BLENDER_USER_RESOURCES": str(root / "blender_user")}
-    env.pop("PYTHONPATH", None)  # a checkout on PYTHONPATH would shadow the extension's bundled wheel
-    run = subprocess.run([sys.executable, str(REPO / "tests" / "blender_worker.py"), str(root / "job.json")],
-                         capture_output=True, text=True, env=env, timeout=300)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return {"files": files, "out": root / "out", "results": json.loads((root / "out" / "results.json").read_text())}
+    results, _ = run_blender_worker("blender_worker.py", job, root, timeout=300)
+    return {"files": files, "out": root / "out", "results": results}
 
 
 def test_legacy_ptm_and_rti_files_import_as_planes_and_render_like_relight(legacy_session, tmp_path):

@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import struct
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, build_addon, run_blender_worker
 
 pytestmark = pytest.mark.blender
 if importlib.util.find_spec("bpy") is None:
@@ -94,21 +91,13 @@ def _bad_folders(avatar_dir: Path, root: Path) -> dict:
 @pytest.fixture(scope="module")
 def session(avatar_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("blender_avatar")
-    build = subprocess.run([sys.executable, str(REPO / "blender_addon" / "build.py"), "--output-dir", str(root / "dist")],
-                           capture_output=True, text=True, cwd=REPO)
-    assert build.returncode == 0, build.stdout + build.stderr
+    zip_path, _ = build_addon(root / "dist")
     av = read_avatar_folder(avatar_dir)
     suns = {k: to_blender(v).tolist() for k, v in _front_and_side(av).items()}
-    job = {"zip": str(next((root / "dist").glob("pnrelight-*.zip"))), "out": str(root / "out"), "avatar": str(avatar_dir),
+    job = {"zip": str(zip_path), "out": str(root / "out"), "avatar": str(avatar_dir),
            "samples": SAMPLES, "photo_samples": PHOTO_SAMPLES, "scale": SCALE, "sun_strength": SUN_STRENGTH, "suns": suns, "bad": _bad_folders(avatar_dir, root)}
-    (root / "job.json").write_text(json.dumps(job))
-    env = {**os.environ, "BLENDER_USER_RESOURCES": str(root / "blender_user")}
-    env.pop("PYTHONPATH", None)  # a checkout on PYTHONPATH would shadow the extension's bundled wheel
-    run = subprocess.run([sys.executable, str(REPO / "tests" / "blender_avatar_worker.py"), str(root / "job.json")],
-                         capture_output=True, text=True, env=env, timeout=400)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    res, _ = run_blender_worker("blender_avatar_worker.py", job, root, timeout=400)
     out = root / "out"
-    res = json.loads((out / "results.json").read_text())
     return {"res": res, "out": out, "av": av, "renders": {p.stem: np.load(p) for p in out.glob("*.npy")}}
 
 

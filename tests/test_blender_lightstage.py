@@ -14,16 +14,13 @@ import hashlib
 import importlib.util
 import json
 import math
-import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import build_addon, run_blender_worker
 
 pytestmark = pytest.mark.blender
 if importlib.util.find_spec("bpy") is None:
@@ -45,19 +42,10 @@ SUBJECT = "subjects/Subject"
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     root = tmp_path_factory.mktemp("blender_lightstage")
-    build = subprocess.run([sys.executable, str(REPO / "blender_addon" / "build.py"), "--output-dir", str(root / "dist")],
-                           capture_output=True, text=True, cwd=REPO)
-    assert build.returncode == 0, build.stdout + build.stderr
-    zip_path = next((root / "dist").glob("pnrelight-*.zip"))
+    zip_path, build = build_addon(root / "dist")
     (root / "calib4.json").write_text(json.dumps(LAYOUT))
     job = {"zip": str(zip_path), "out": str(root / "out"), "layout_json": str(root / "calib4.json"), "samples": SAMPLES}
-    (root / "job.json").write_text(json.dumps(job))
-    env = {**os.environ, "BLENDER_USER_RESOURCES": str(root / "blender_user")}
-    env.pop("PYTHONPATH", None)  # a checkout on PYTHONPATH would shadow the extension's bundled wheel
-    run = subprocess.run([sys.executable, str(REPO / "tests" / "blender_lightstage_worker.py"), str(root / "job.json")],
-                         capture_output=True, text=True, env=env, timeout=300)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    results = json.loads((root / "out" / "results.json").read_text())
+    results, _ = run_blender_worker("blender_lightstage_worker.py", job, root, timeout=300)
     return {"root": root, "zip": zip_path, "build": build, "out": root / "out", "results": results}
 
 
