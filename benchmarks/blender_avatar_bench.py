@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench_common import write_result  # noqa: E402 - benchmarks/ is on sys.path when run as a script
+
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
@@ -169,8 +171,7 @@ def _run(args, root: Path) -> int:
     print(f"{'render (' + str(args.size) + ' px, ' + str(args.samples) + ' samples)':<40}{'seconds':>8}")
     for name, sec in res["renders"].items():
         print(f"{name:<40}{sec:>8.1f}")
-    (REPO / "benchmarks" / "results").mkdir(parents=True, exist_ok=True)
-    (REPO / "benchmarks" / "results" / "blender_avatar.json").write_text(json.dumps(res, indent=1) + "\n")
+    write_result(REPO / "benchmarks" / "results" / "blender_avatar.json", res)
     if not args.no_picture and av.photo is not None:
         photo = read_image(av.photo)[..., :3]
         # the photo, cropped to the picture's view (same centre and zoom) and resized to the render size

@@ -40,6 +40,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from avatar_photos import photo_variants
+    from bench_common import write_result
     from test_portrait_relight import landmark_groups, seam_ratio
 
     from pnrelight import progress
@@ -91,10 +92,8 @@ def main(argv=None) -> int:
                                               for g, v in by_group.items()},
                "seam_ratio": {"mean": round(float(np.mean(seams)), 3), "worst": round(float(np.max(seams)), 3)}}
     print(json.dumps(summary))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"photos": rows, "summary": summary, "maps": list(MAPS), "rotations_deg": list(ROTATIONS),
-                                    "cpus": os.cpu_count()}, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, {"photos": rows, "summary": summary, "maps": list(MAPS), "rotations_deg": list(ROTATIONS),
+                            "cpus": os.cpu_count()})
     if str(args.sheet) not in ("", "."):
         args.sheet.parent.mkdir(parents=True, exist_ok=True)
         write_image(args.sheet, contact_sheet(tiles, columns=1 + len(MAPS) * len(ROTATIONS), tile=220))
