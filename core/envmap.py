@@ -105,7 +105,7 @@ def envmap_path(spec: str | os.PathLike) -> Path:
     shipped = {p.stem: p for p in default_envmaps()}
     if str(spec) in shipped:
         return shipped[str(spec)]
-    raise InputError(f"environment map {spec!r} is neither a file nor a shipped map (shipped: {', '.join(sorted(shipped))})")
+    raise InputError(f"environment map {str(spec)!r} is neither a file nor a shipped map (shipped: {', '.join(sorted(shipped))})")
 
 
 # ----------------------------------------------------------------------------- geometry
