@@ -396,3 +396,36 @@ def test_stray_regions_of_the_person_mask_are_dropped():
     assert out[10:16, 150:158].max() == 0.0
     np.testing.assert_array_equal(out[40:190, 20:120], 1.0)
     np.testing.assert_array_equal(out[60:190, 180:260], 0.9)
+
+
+@pytest.mark.slow
+def test_highlights_are_fitted_as_highlights_not_as_light(synthetic_case, monkeypatch):
+    """A glossy face (F0 0.17): the refit of the photo's light models the skin as diffuse plus the GGX lobe and
+    fits the specular level with the light. Fitted as diffuse light alone, the highlights made the light, and so
+    the relit face, too bright, and the relit face further from the light stage's under a new map."""
+    from pnrelight.avatar import portrait_relight as pr
+    from pnrelight.avatar.color import linear_to_srgb
+    from pnrelight.avatar.intrinsics import luminance
+    from pnrelight.envmap import ENVMAP_DIR, load_envmap
+    from pnrelight.metrics import psnr
+
+    g, head = synthetic_case["gbuf"], synthetic_case["head"]
+    env = load_envmap(ENVMAP_DIR / "courtyard.exr")
+    truth = gt.render(g, gt.env_suns(env, 30.0))
+    lights, turned = pr.environment_lights(env, 30.0), pr.rotated_envmap(env, 30.0)
+
+    def relit():
+        r = pr.relight_photo(head, lights, env=turned, keep_background=True)
+        m = r["head_mask"] & g.mask
+        brightness = float(luminance(r["linear"][m]).mean() / luminance(truth[m]).mean())
+        error = psnr(linear_to_srgb(np.clip(r["linear"], 0, 1)), linear_to_srgb(np.clip(truth, 0, 1)), m)
+        return brightness, error, r["old_light"]["specular_level"]
+
+    fitted = relit()
+    monkeypatch.setattr(pr, "SPECULAR_LEVELS", (0.0,))
+    diffuse_only = relit()
+    print("relit head against the light stage (mean luminance ratio, PSNR dB, specular level): "
+          f"level fitted {fitted}, diffuse only {diffuse_only}")
+    assert fitted[2] > 0 and diffuse_only[2] == 0
+    assert abs(np.log(fitted[0])) < abs(np.log(diffuse_only[0]))  # measured 1.083 against 1.106
+    assert fitted[1] > diffuse_only[1] + 0.2  # measured 21.37 against 20.95 dB

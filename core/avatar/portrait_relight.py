@@ -11,10 +11,10 @@ add them back". This module does that with the fitted full head and the project'
   fitted to the face's skin), giving the old diffuse shading D_old with the head's cast shadows and
   occlusion; the new light's suns are cast the same way (D_new). The albedo is
   A = (photo - S_old) / D_old: dividing by the *shadowed* old shading takes the photo's own shadows
-  out (where D_old is too dark to divide by, the avatar's texture albedo takes over). Specular
-  (:func:`specular_level`): the photo's highlights S_old are the white part of the skin; the new ones
-  S_new are the renderer's GGX lobe with the one specular level whose highlight energy under the old
-  light is the photo's, cast with shadows. PN-Relighting's Phong priors (the map prefiltered at
+  out (where D_old is too dark to divide by, the avatar's texture albedo takes over). Specular: the
+  refit models the skin as diffuse plus the renderer's GGX lobe and picks the head's one specular
+  level F0 with the light (``SPECULAR_LEVELS``); S_old and S_new are that lobe under the old and the
+  new light, cast with shadows. PN-Relighting's Phong priors (the map prefiltered at
   exponents 1, 16, 32, 64: :func:`phong_priors`) are the alternative ``specular="phong"``: k_s x the
   16/32/64 lobes (``intrinsics.SPECULAR_LOBE_WEIGHTS``, the yardstick k_s is measured with) at the
   mirror direction. The specular level is skin's: pixels whose albedo does not look like the face's
@@ -402,11 +402,14 @@ def shadowed_photo_light(gbuf, head: PhotoHead, photo_px: np.ndarray, on_head: n
     sees it (its mean unshadowed-cell shading over the head pixels facing the camera).
     gbuf : the head's view (:func:`pipeline.photo_window_view`); photo_px (N, 3) linear photo at its pixels; on_head (N,) bool;
     face_px (N,) bool: the face's skin (``PhotoHead.face``), where the fit looks when it has enough pixels.
+    Shiny skin: the skin is modelled as that diffuse shading plus the renderer's GGX lobe of the same
+    suns (albedo-free, the light's colour), one specular level F0 for the head; the fit is made for each
+    level of SPECULAR_LEVELS and keeps the one with the smallest robust residual (``info["specular_level"]``).
+    A diffuse-only fit takes a glossy face's highlights for light: on heads of F0 0.1-0.4 it made the
+    light 1.5-1.8x too strong and found F0 <= 0.08.
     Returns (map (rows, 2 rows, 3) camera frame, suns (model frame), diffuse shading (N, 3) with
     shadows of those suns, info dict).
     """
-    from scipy.optimize import nnls
-
     from ..envmap import latlong_directions, solid_angles
     from ..lightstage.render import render_olat_set, sun_light
     from .intrinsics import luminance
@@ -438,7 +441,7 @@ def shadowed_photo_light(gbuf, head: PhotoHead, photo_px: np.ndarray, on_head: n
         seen_chroma = seen / np.maximum(luminance(seen), 1e-6)[:, None]
         ref = np.median(seen_chroma[skin & face_px[idx]], axis=0)
         skin &= face_px[idx] | (np.abs(seen_chroma - ref).max(1) < 0.15)
-    info = {"cells": len(cells), "fit_pixels": 0, "skin": np.zeros(0, np.int64)}
+    info = {"cells": len(cells), "fit_pixels": 0, "skin": np.zeros(0, np.int64), "specular_level": 0.0}
     if skin.sum() < 50:
         E = e0
     else:
@@ -449,23 +452,24 @@ def shadowed_photo_light(gbuf, head: PhotoHead, photo_px: np.ndarray, on_head: n
         skin &= np.abs(chroma - np.median(chroma[skin], axis=0)).max(1) < 0.15
         fit_idx = np.flatnonzero(skin)
         fit_idx = fit_idx[:: max(1, len(fit_idx) // 4000)]
-        A = B[:, fit_idx].T.astype(np.float64)
+        diffuse = B[:, fit_idx].T.astype(np.float64)
         y = luminance(photo_px[idx[fit_idx]]).astype(np.float64) / max(med, 1e-6)
-        lam = LIGHT_PRIOR * float((A ** 2).sum()) / (len(cells) * len(y))  # cells the face hardly sees keep the SH light
-        w = np.ones(len(y))
-        E = e0
-        for _ in range(3):
-            sw = np.sqrt(w / len(y))
-            try:
-                E = nnls(np.concatenate([A * sw[:, None], np.sqrt(lam) * np.eye(len(cells))]),
-                         np.concatenate([y * sw, np.sqrt(lam) * e0]), maxiter=10 * len(cells))[0]
-            except RuntimeError:  # not converged in time: keep the previous pass (the SH light at first)
-                break
-            r = A @ E - y
-            scale = 1.4826 * float(np.median(np.abs(r))) + 1e-6
-            w = 1.0 / (1.0 + (r / (2.0 * scale)) ** 2)  # Cauchy weights: highlights, brows, hair fall out
+        lam = LIGHT_PRIOR * float((diffuse ** 2).sum()) / (len(cells) * len(y))  # cells the face hardly sees keep the SH light
+        dirs_model = dirs @ Rt.T
+        best, scale0 = None, None
+        for f0 in SPECULAR_LEVELS:
+            # Each cell's lobe at the fit's pixels, in the units of y (divided by the skin's albedo).
+            A = diffuse + _cell_lobes(gbuf, idx[fit_idx], dirs_model, B[:, fit_idx], f0).T / max(med, 1e-6)
+            E, r = _robust_cells(A, y, e0, lam)
+            if scale0 is None:  # the diffuse fit's residual scale: one yardstick for every level
+                scale0 = 2.0 * (1.4826 * float(np.median(np.abs(r))) + 1e-6)
+            loss = float(np.mean(np.log1p((r / scale0) ** 2))) + lam * float(np.sum((E - e0) ** 2)) / scale0 ** 2
+            if best is None or loss < best[0]:
+                best = (loss, f0, E, r)
+        _, f0, E, r = best
         info = {"cells": len(cells), "fit_pixels": int(len(y)), "skin": idx[np.flatnonzero(skin)], "colour": colour.tolist(),
-                "median_relative_residual": round(float(np.median(np.abs(A @ E - y))) / max(float(np.mean(y)), 1e-6), 4)}
+                "specular_level": float(f0),
+                "median_relative_residual": round(float(np.median(np.abs(r))) / max(float(np.mean(y)), 1e-6), 4)}
     shading = np.zeros((len(gbuf.pixels), 3), np.float32)
     shading[idx] = (E.astype(np.float32) @ B)[:, None] * colour.astype(np.float32)
     env = (E / omega)[:, None] * colour[None, :]
@@ -473,7 +477,54 @@ def shadowed_photo_light(gbuf, head: PhotoHead, photo_px: np.ndarray, on_head: n
     return env.reshape(rows, 2 * rows, 3).astype(np.float32), suns, shading, info
 
 
-SPECULAR_LEVELS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)  # candidate F0 of specular_level
+# Candidate F0 of the photo light's fit (shadowed_photo_light). Skin's is ~0.03; above 0.1 the lobe
+# also fits the camera's tone curve (the astronaut went to 0.4 and came out blotchy).
+SPECULAR_LEVELS = (0.0, 0.02, 0.05, 0.1)
+
+
+def _robust_cells(A: np.ndarray, y: np.ndarray, e0: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """Non-negative cell strengths E (K,) with A (M, K) E ~ y (M,), pulled by ``lam`` towards e0: three passes of
+    Cauchy-reweighted NNLS (highlights the model misses, brows and hair fall out). Returns (E, residual (M,))."""
+    from scipy.optimize import nnls
+
+    w = np.ones(len(y))
+    E = e0
+    for _ in range(3):
+        sw = np.sqrt(w / len(y))
+        try:
+            E = nnls(np.concatenate([A * sw[:, None], np.sqrt(lam) * np.eye(len(e0))]),
+                     np.concatenate([y * sw, np.sqrt(lam) * e0]), maxiter=10 * len(e0))[0]
+        except RuntimeError:  # not converged in time: keep the previous pass (the SH light at first)
+            break
+        r = A @ E - y
+        scale = 1.4826 * float(np.median(np.abs(r))) + 1e-6
+        w = 1.0 / (1.0 + (r / (2.0 * scale)) ** 2)
+    return E, A @ E - y
+
+
+def _cell_lobes(gbuf, idx: np.ndarray, dirs_model: np.ndarray, diffuse: np.ndarray, f0: float) -> np.ndarray:
+    """(K, M) the renderer's GGX lobe x cosine x visibility of K white unit suns (directions (K, 3), model frame)
+    at the view's pixels ``idx`` (M,): F0 = f0, roughness the avatar's mapping of f0. The visibility is the
+    one already cast for the diffuse frames ``diffuse`` (K, M) = cosine x visibility / pi."""
+    from ..lightstage.render import _ggx
+    from .export import roughness_metallic_from_specular
+
+    lobes = np.zeros_like(diffuse)
+    if f0 <= 0:
+        return lobes
+    rough = np.float32(roughness_metallic_from_specular(np.full((1, 1), f0, np.float32))[0, 0, 1])
+    n, v = gbuf.normal[idx], gbuf.view[idx]
+    nv = np.maximum(gbuf.n_dot_v[idx], 1e-4).astype(np.float32)
+    for k, d in enumerate(np.asarray(dirs_model, np.float32)):
+        cos = n @ d
+        on = np.flatnonzero((cos > 0) & (diffuse[k] > 0))
+        if not len(on):
+            continue
+        c, vl = cos[on], v[on] @ d
+        inv = 1.0 / np.sqrt(np.maximum(2.0 + 2.0 * vl, 1e-12))
+        nh, vh = np.clip((nv[on] + c) * inv, 0.0, 1.0), np.clip((1.0 + vl) * inv, 0.0, 1.0)
+        lobes[k, on] = _ggx(c, nv[on], nh, vh, rough, np.float32(f0)) * np.float32(np.pi) * diffuse[k, on]
+    return lobes
 
 
 def _specular(gbuf, lights: list[dict], f0: float, shadows: bool, weight: np.ndarray | None = None) -> np.ndarray:
@@ -488,42 +539,6 @@ def _specular(gbuf, lights: list[dict], f0: float, shadows: bool, weight: np.nda
     level = np.full(n, f0, np.float32) if weight is None else (f0 * np.asarray(weight, np.float32)).astype(np.float32)
     g = replace(gbuf, albedo=np.zeros_like(gbuf.albedo), specular=level, roughness=np.full(n, rough, np.float32))
     return render_lights(g, lights, shadows=shadows, threads=RENDER_THREADS).reshape(-1, 3)[gbuf.pixels]
-
-
-def specular_level(gbuf, lights: list[dict], photo_px: np.ndarray, skin: np.ndarray, colour) -> tuple[float, np.ndarray]:
-    """The photo's highlights on the skin and the head's specular level F0 that gives them.
-
-    Highlights: the white part of the skin pixels ``skin`` (indices into the view; ``intrinsics._white_part``
-    against the skin's median chromaticity, after dividing out the light's ``colour`` (3,)): a highlight
-    adds the light's colour, the diffuse light the skin's. F0: the level whose GGX lobe under ``lights``
-    (unshadowed, the renderer's, roughness tied to F0 as in the avatar) has the same mean over the skin,
-    interpolated in SPECULAR_LEVELS. Energy, not placement: a light fitted to the diffuse shading is too
-    coarse to place highlights. Returns (F0, highlights (N, 3) linear at every pixel of the view, 0 off the skin).
-    """
-    from .intrinsics import _white_part
-
-    colour = np.maximum(np.asarray(colour, dtype=np.float32).reshape(3), 1e-6)
-    if len(skin) < 50:
-        return 0.0, np.zeros_like(photo_px)
-    px = np.clip(photo_px, 0.0, None) / colour
-    chroma = px / np.maximum(px.sum(1, keepdims=True), 1e-6)
-    skin_chroma = np.median(chroma[skin], axis=0)
-    white = _white_part(px, np.broadcast_to(skin_chroma, px.shape).astype(np.float32))
-    # Only where the texture's albedo is skin-coloured (eyes, teeth and lips are not highlights), fading out.
-    white = white * (1.0 - _smoothstep(_skin_chroma_distance(np.clip(gbuf.albedo, 0.0, None), skin), 0.03, 0.08))
-    # Never more than most of the pixel's weakest channel: a highlight of another colour than the light
-    # assumed would otherwise leave a hole of the complementary colour.
-    white = np.minimum(white, 0.8 * px.min(1))
-    target = float(np.mean(white[skin]))
-    levels = [0.0]
-    energy = [0.0]
-    for f0 in SPECULAR_LEVELS[1:]:
-        levels.append(f0)
-        energy.append(float(np.mean(_specular(gbuf, lights, f0, False)[skin] / colour)))
-        if energy[-1] >= target:
-            break
-    f0 = float(np.interp(target, energy, levels))  # energy grows with F0
-    return f0, (white[:, None] * colour[None, :]).astype(np.float32)
 
 
 def _skin_chroma_distance(rgb: np.ndarray, skin: np.ndarray) -> np.ndarray:
@@ -606,9 +621,9 @@ def prepare_relight(head: PhotoHead, *, shadows: bool = True, method: str = "ful
             prep.mirror = 2.0 * np.sum(n_cam * view, axis=1, keepdims=True) * n_cam - view
             s_old = gbuf.specular[:, None].astype(np.float32) * _glossy(phong_priors(old_map), prep.mirror)
         else:
-            # The renderer's GGX lobe with one specular level for the head: the photo's highlight energy under the old light.
-            prep.f0, s_old = specular_level(gbuf, old_model, photo_px, skin, fit_info.get("colour", (1.0, 1.0, 1.0)))
-            fit_info["specular_level"] = round(prep.f0, 4)
+            # The renderer's GGX lobe with the head's one specular level, fitted with the light.
+            prep.f0 = float(fit_info.get("specular_level", 0.0))
+            s_old = _specular(gbuf, old_model, prep.f0, shadows)
         # Albedo: the photo's (its shadows divided out) where the old light reached, the texture's where it did not.
         ref = max(float(np.median(luminance(d_old))), 1e-6)
         trust = _smoothstep(luminance(d_old) / ref, *TRUST_SHADING)[:, None]
@@ -649,7 +664,7 @@ def relight_photo(head: PhotoHead, lights: list[dict], *, env: np.ndarray | None
     keep_background : keep the photo's background instead of the environment seen from the camera.
     method : "full" (this module's relighting) or "sh" (the SH-only Lambertian baseline: photo x
     SH_new(n) / SH_old(n) with the same normals, no shadows, no specular).
-    specular : "ggx" (the renderer's lobe, :func:`specular_level`) or "phong" (PN-Relighting's Phong priors).
+    specular : "ggx" (the renderer's lobe, level fitted by :func:`shadowed_photo_light`) or "phong" (PN-Relighting's Phong priors).
     prepared : :func:`prepare_relight` of this head with the same shadows, method and specular (computed when None).
     Returns dict(linear (H, W, 3) float32, srgb (H, W, 3) tone-mapped, head_mask (H, W) bool, blend (H, W)
     head weight, scale (light scale used), suns, old_light (the refit's residual, specular level),
