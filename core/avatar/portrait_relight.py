@@ -506,24 +506,18 @@ def _cell_lobes(gbuf, idx: np.ndarray, dirs_model: np.ndarray, diffuse: np.ndarr
     """(K, M) the renderer's GGX lobe x cosine x visibility of K white unit suns (directions (K, 3), model frame)
     at the view's pixels ``idx`` (M,): F0 = f0, roughness the avatar's mapping of f0. The visibility is the
     one already cast for the diffuse frames ``diffuse`` (K, M) = cosine x visibility / pi."""
-    from ..lightstage.render import _ggx
+    from ..lightstage.render import specular_brdf
     from .export import roughness_metallic_from_specular
 
     lobes = np.zeros_like(diffuse)
     if f0 <= 0:
         return lobes
-    rough = np.float32(roughness_metallic_from_specular(np.full((1, 1), f0, np.float32))[0, 0, 1])
+    rough = float(roughness_metallic_from_specular(np.full((1, 1), f0, np.float32))[0, 0, 1])
     n, v = gbuf.normal[idx], gbuf.view[idx]
-    nv = np.maximum(gbuf.n_dot_v[idx], 1e-4).astype(np.float32)
     for k, d in enumerate(np.asarray(dirs_model, np.float32)):
-        cos = n @ d
-        on = np.flatnonzero((cos > 0) & (diffuse[k] > 0))
-        if not len(on):
-            continue
-        c, vl = cos[on], v[on] @ d
-        inv = 1.0 / np.sqrt(np.maximum(2.0 + 2.0 * vl, 1e-12))
-        nh, vh = np.clip((nv[on] + c) * inv, 0.0, 1.0), np.clip((1.0 + vl) * inv, 0.0, 1.0)
-        lobes[k, on] = _ggx(c, nv[on], nh, vh, rough, np.float32(f0)) * np.float32(np.pi) * diffuse[k, on]
+        on = np.flatnonzero(diffuse[k] > 0)  # lit and unoccluded (the cosine is in diffuse)
+        if len(on):
+            lobes[k, on] = specular_brdf(n[on], v[on], d[None, :], rough, f0) * np.float32(np.pi) * diffuse[k, on]
     return lobes
 
 
