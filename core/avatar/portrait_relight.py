@@ -404,9 +404,8 @@ def shadowed_photo_light(gbuf, head: PhotoHead, photo_px: np.ndarray, on_head: n
     face_px (N,) bool: the face's skin (``PhotoHead.face``), where the fit looks when it has enough pixels.
     Shiny skin: the skin is modelled as that diffuse shading plus the renderer's GGX lobe of the same
     suns (albedo-free, the light's colour), one specular level F0 for the head; the fit is made for each
-    level of SPECULAR_LEVELS and keeps the one with the smallest robust residual (``info["specular_level"]``).
-    A diffuse-only fit takes a glossy face's highlights for light: on heads of F0 0.1-0.4 it made the
-    light 1.5-1.8x too strong and found F0 <= 0.08.
+    level of SPECULAR_LEVELS and keeps the one with the smallest robust residual (``info["specular_level"]``):
+    a diffuse-only fit takes a glossy face's highlights for light.
     Returns (map (rows, 2 rows, 3) camera frame, suns (model frame), diffuse shading (N, 3) with
     shadows of those suns, info dict).
     """
@@ -477,8 +476,8 @@ def shadowed_photo_light(gbuf, head: PhotoHead, photo_px: np.ndarray, on_head: n
     return env.reshape(rows, 2 * rows, 3).astype(np.float32), suns, shading, info
 
 
-# Candidate F0 of the photo light's fit (shadowed_photo_light). Skin's is ~0.03; above 0.1 the lobe
-# also fits the camera's tone curve (the astronaut went to 0.4 and came out blotchy).
+# Candidate F0 of the photo light's fit (shadowed_photo_light). Skin's is ~0.03; higher levels also fit
+# what a camera's tone curve does to the shading (docs/relight.md).
 SPECULAR_LEVELS = (0.0, 0.02, 0.05, 0.1)
 
 
