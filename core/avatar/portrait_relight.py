@@ -418,9 +418,9 @@ def shadowed_photo_light(gbuf, head: PhotoHead, photo_px: np.ndarray, on_head: n
     dirs = latlong_directions(rows).reshape(-1, 3)
     omega = solid_angles(rows).reshape(-1)
     e0 = luminance(prior.reshape(-1, 3).astype(np.float32)).astype(np.float64) * omega  # each cell's irradiance (luminance)
-    Rt = np.asarray(head.fit.rotation, dtype=np.float64).T
+    dirs_model = dirs @ np.asarray(head.fit.rotation, dtype=np.float64)  # each cell's direction R^T d, model frame
     white = replace(gbuf, albedo=np.ones_like(gbuf.albedo))
-    cells = [sun_light(Rt @ d, 1.0) for d in dirs]
+    cells = [sun_light(d, 1.0) for d in dirs_model]
     idx = np.flatnonzero(on_head)
     B = np.zeros((len(cells), len(idx)), np.float32)
     for k, frame in enumerate(render_olat_set(white, cells, diffuse_only=True, shadows=shadows, threads=RENDER_THREADS)):
@@ -454,7 +454,6 @@ def shadowed_photo_light(gbuf, head: PhotoHead, photo_px: np.ndarray, on_head: n
         diffuse = B[:, fit_idx].T.astype(np.float64)
         y = luminance(photo_px[idx[fit_idx]]).astype(np.float64) / max(med, 1e-6)
         lam = LIGHT_PRIOR * float((diffuse ** 2).sum()) / (len(cells) * len(y))  # cells the face hardly sees keep the SH light
-        dirs_model = dirs @ Rt.T
         best, scale0 = None, None
         for f0 in SPECULAR_LEVELS:
             # Each cell's lobe at the fit's pixels, in the units of y (divided by the skin's albedo).
@@ -472,7 +471,7 @@ def shadowed_photo_light(gbuf, head: PhotoHead, photo_px: np.ndarray, on_head: n
     shading = np.zeros((len(gbuf.pixels), 3), np.float32)
     shading[idx] = (E.astype(np.float32) @ B)[:, None] * colour.astype(np.float32)
     env = (E / omega)[:, None] * colour[None, :]
-    suns = [sun_light(Rt @ d, (e * colour).astype(np.float32)) for d, e in zip(dirs, E) if e > 0]
+    suns = [sun_light(d, (e * colour).astype(np.float32)) for d, e in zip(dirs_model, E) if e > 0]
     return env.reshape(rows, 2 * rows, 3).astype(np.float32), suns, shading, info
 
 
@@ -534,12 +533,6 @@ def _specular(gbuf, lights: list[dict], f0: float, shadows: bool, weight: np.nda
     return render_lights(g, lights, shadows=shadows, threads=RENDER_THREADS).reshape(-1, 3)[gbuf.pixels]
 
 
-def _skin_chroma_distance(rgb: np.ndarray, skin: np.ndarray) -> np.ndarray:
-    """(N,) max-abs distance of each colour's chromaticity rgb / sum (N, 3), rgb >= 0, from the median over ``skin`` (indices)."""
-    chroma = rgb / np.maximum(rgb.sum(1, keepdims=True), 1e-6)
-    return np.abs(chroma - np.median(chroma[skin], axis=0)).max(1)
-
-
 def skin_likeness(albedo: np.ndarray, skin: np.ndarray) -> np.ndarray:
     """(N,) in [0, 1]: how much each pixel's albedo (N, 3) looks like the face's skin ``skin`` (indices).
 
@@ -554,7 +547,8 @@ def skin_likeness(albedo: np.ndarray, skin: np.ndarray) -> np.ndarray:
         return np.ones(len(albedo), np.float32)
     px = np.clip(albedo, 0.0, None)
     lum = luminance(px)
-    dist = _skin_chroma_distance(px, skin)
+    chroma = px / np.maximum(px.sum(1, keepdims=True), 1e-6)
+    dist = np.abs(chroma - np.median(chroma[skin], axis=0)).max(1)
     level = lum / max(float(np.median(lum[skin])), 1e-6)
     return ((1.0 - _smoothstep(dist, 0.04, 0.10)) * _smoothstep(level, 0.15, 0.4)).astype(np.float32)
 
