@@ -1,5 +1,7 @@
-"""RTI quality on real captures: PTM, HSH-9, HSH-16, NeuralRTI 50x50, a larger teacher, the DisK
-student distilled from each, and the plain student, on Dome and the RealRTI items.
+"""RTI quality on real captures: PTM, HSH-9, HSH-16, NeuralRTI's 50x50 reference (captured lights
+only), the default pipeline's 50x50 teacher and the DisK student distilled from it (light prior
+auto), larger teachers and their students, and the plain student (without and with the light
+prior), on Dome and the RealRTI items.
 
 Protocol: Dome uses its own train/test split (49 / 20 lights); every RealRTI item holds out every
 5th light (0-based indices 2, 7, 12, ...: files image02, image07, ...), as its README says. Held-out
@@ -31,12 +33,16 @@ RESULTS = Path(__file__).resolve().parent / "results" / "rti_real"
 ITEMS = ["dome", "item1", "item3", "item7", "item11"]
 LARGE_TEACHER = (128, 128, 128)
 CHAINS = {
-    # name: (teacher hidden or None, student hidden, alpha) -- None teacher = plain student
-    "ref": ((50, 50), (20, 20), 0.3),
-    "large": (LARGE_TEACHER, (20, 20), 0.3),
-    "wide": ((100, 100), (20, 20), 0.3),
-    "plain": (None, (20, 20), 1.0),
+    # name: (teacher hidden or None, student hidden or None, alpha, light prior)
+    # None teacher = plain student; None student = the teacher alone
+    "ref": ((50, 50), (20, 20), 0.3, "auto"),          # the default pipeline (fit + distill)
+    "neuralrti": ((50, 50), None, None, "none"),       # NeuralRTI's reference: captured lights only
+    "large": (LARGE_TEACHER, (20, 20), 0.3, "auto"),
+    "wide": ((100, 100), (20, 20), 0.3, "auto"),
+    "plain": (None, (20, 20), 1.0, "none"),
+    "plain-auto": (None, (20, 20), 1.0, "auto"),
 }
+REFERENCE = "neuralrti-50x50"
 
 
 def load_item(item: str, root: Path | None = None):
@@ -63,7 +69,7 @@ def score(model, test) -> dict:
 
 def _summary(record: dict) -> dict:
     keep = ("method", "seed", "steps", "seconds", "device", "best_round", "recoveries", "attempts", "baseline",
-            "warning", "train_pixels", "val_pixels", "decoder_parameters")
+            "warning", "train_pixels", "val_pixels", "decoder_parameters", "light_prior")
     return {k: record.get(k) for k in keep}
 
 
@@ -84,21 +90,25 @@ def run_linear(item: str, out: Path) -> list[dict]:
 def run_chain(item: str, chain: str, seed: int, device: str, threads: int, out: Path, quick: bool = False) -> list[dict]:
     from pnrelight.rti import mlp, neural
 
-    teacher_hidden, student_hidden, alpha = CHAINS[chain]
+    teacher_hidden, student_hidden, alpha, prior = CHAINS[chain]
     train, test = load_item(item)
     rows = []
-    kw = {"seed": seed, "threads": threads, "device": device, **({"epochs": 2, "max_steps": 40} if quick else {})}
+    kw = {"seed": seed, "threads": threads, "device": device, "light_prior": prior,
+          **({"epochs": 2, "max_steps": 40} if quick else {})}
     if teacher_hidden is None:
         t0 = time.perf_counter()
         plain, rec = neural.train_student_plain(train, hidden=student_hidden, **kw)
-        rows.append({"item": item, "model": "plain-student", "seed": seed, "seconds": round(time.perf_counter() - t0, 1),
+        rows.append({"item": item, "model": "plain-student" + ("-auto-prior" if prior == "auto" else ""), "seed": seed, "seconds": round(time.perf_counter() - t0, 1),
                      "parameters": mlp.decoder_parameters(plain.layers), **score(plain, test), "training": _summary(rec)})
     else:
         t0 = time.perf_counter()
         teacher, trec = neural.train_teacher(train, hidden=teacher_hidden, **kw)
-        name = "teacher-50x50" if chain == "ref" else "teacher-" + "x".join(map(str, teacher_hidden))
+        name = {"ref": "teacher-50x50", "neuralrti": REFERENCE}.get(chain, "teacher-" + "x".join(map(str, teacher_hidden)))
         rows.append({"item": item, "model": name, "seed": seed, "seconds": round(time.perf_counter() - t0, 1),
                      "parameters": mlp.decoder_parameters(teacher.layers), **score(teacher, test), "training": _summary(trec)})
+        if student_hidden is None:
+            (out / f"{item}_{chain}_s{seed}.json").write_text(json.dumps(rows, indent=1))
+            return rows
         teacher.meta["training"] = trec  # the student starts from the teacher's encoder, as the CLI does
         t0 = time.perf_counter()
         student, srec = neural.distill_student(teacher, train, hidden=student_hidden, alpha=alpha, **kw)
@@ -116,9 +126,9 @@ def report(out: Path) -> dict:
     for r in rows:
         if r["model"] not in models:
             models.append(r["model"])
-    order = ["ptm", "hsh-9", "hsh-16", "teacher-50x50", "teacher-100x100", "teacher-" + "x".join(map(str, LARGE_TEACHER)),
+    order = ["ptm", "hsh-9", "hsh-16", REFERENCE, "teacher-50x50", "teacher-100x100", "teacher-" + "x".join(map(str, LARGE_TEACHER)),
              "student<-teacher-50x50", "student<-teacher-100x100", "student<-teacher-" + "x".join(map(str, LARGE_TEACHER)),
-             "plain-student"]
+             "plain-student", "plain-student-auto-prior"]
     models = [m for m in order if m in models] + [m for m in models if m not in order]
     table = {}
     for item in items:
@@ -138,18 +148,21 @@ def report(out: Path) -> dict:
             print(f"  {m:<36} {entry['psnr']:>7.2f} {entry['worst']:>7.2f} {entry['ssim']:>7.4f} {entry['seconds']:>8.1f} "
                   f"{entry['seeds']:>5} {rec}{f' (+{att} retries)' if att else ''}")
     checks = {}
-    full = [i for i in items if all(m in table[i] for m in ("hsh-9", "teacher-50x50", "plain-student"))]
+    full = [i for i in items if all(m in table[i] for m in ("hsh-9", REFERENCE, "plain-student"))]
     for student in ("student<-teacher-50x50", "student<-teacher-100x100", "student<-teacher-" + "x".join(map(str, LARGE_TEACHER))):
         its = [i for i in full if student in table[i]]
         if not its:
             continue
-        gap = [table[i][student]["psnr"] - table[i]["teacher-50x50"]["psnr"] for i in its]
+        gap = [table[i][student]["psnr"] - table[i][REFERENCE]["psnr"] for i in its]
         checks[student] = {
             "items": its,
             "mean_minus_reference_db": round(float(np.mean(gap)), 3),
             "per_item_minus_reference_db": {i: round(g, 3) for i, g in zip(its, gap)},
             "min_minus_hsh9_db": round(min(table[i][student]["worst"] - table[i]["hsh-9"]["psnr"] for i in its), 3),
             "mean_minus_plain_db": round(float(np.mean([table[i][student]["psnr"] - table[i]["plain-student"]["psnr"] for i in its])), 3),
+            **({"mean_minus_plain_auto_prior_db": round(float(np.mean(
+                [table[i][student]["psnr"] - table[i]["plain-student-auto-prior"]["psnr"] for i in its])), 3)}
+               if all("plain-student-auto-prior" in table[i] for i in its) else {}),
         }
     if checks:
         print("\nchecks (targets: mean - reference >= -0.1 dB, min - HSH-9 >= 0, mean - plain > 0):")
@@ -182,7 +195,7 @@ def main() -> int:
             run_linear(item, args.out)
         tasks = [(item, chain, seed) for seed in args.seeds for chain in args.chains for item in args.items]
         # the longest chains first, so the pool's tail is short
-        tasks.sort(key=lambda t: ("large", "wide", "ref", "plain").index(t[1]) if t[1] in CHAINS else 9)
+        tasks.sort(key=lambda t: list(CHAINS).index(t[1]))
         t0 = time.perf_counter()
         with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(run_chain, *t, args.device, threads, args.out, args.quick): t for t in tasks}

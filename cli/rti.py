@@ -42,6 +42,10 @@ def register(sub) -> None:
                      help="neural: decoder hidden widths (default 50,50, NeuralRTI's reference; a stronger teacher "
                           "for rti distill, e.g. 128,128,128, is slower and only for distillation)")
     fit.add_argument("--device", default="cpu", help="neural: torch device, cpu (default), cuda or auto")
+    fit.add_argument("--light-prior", choices=["auto", "hsh9", "none"], default="auto",
+                     help="neural: also train on an HSH-9 fit's relighting at virtual lights in the gaps between the "
+                          "captured ones (hsh9), on the captured lights alone (none), or decide per capture by a short held-light check "
+                          "(auto, default: docs/neural_training.md)")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--quality", type=int, default=98, help="JPEG quality of the coefficient planes")
     fit.add_argument("--precision", choices=["auto", "float32", "float16"], default="auto",
@@ -58,6 +62,10 @@ def register(sub) -> None:
     dis.add_argument("--alpha", type=float, default=0.3, help="weight of the ground-truth loss (default 0.3)")
     dis.add_argument("--epochs", type=int)
     dis.add_argument("--device", default="cpu", help="torch device, cpu (default), cuda or auto")
+    dis.add_argument("--light-prior", choices=["auto", "hsh9", "none"], default="auto",
+                     help="also train on an HSH-9 fit's relighting at virtual lights in the gaps between the "
+                          "captured ones (hsh9), on the captured lights alone (none), or decide per capture as the teacher did "
+                          "(auto, default: docs/neural_training.md)")
     dis.add_argument("--holdout", type=int, metavar="K", help="keep every K-th light out (use the teacher's K)")
     dis.add_argument("--seed", type=int, default=0)
     dis.add_argument("--quality", type=int, default=98)
@@ -160,6 +168,15 @@ def _report_training(role: str, record: dict) -> None:
     if len(attempts) > 1:
         print(f"pnrelight: {role} retried from scratch (seed {attempts[1]['seed']}, rate {attempts[1]['lr']:.3g}): "
               f"the first attempt did not beat HSH-9 on the validation pixels", file=sys.stderr)
+    prior = record.get("light_prior") or {}
+    check = prior.get("check") or {}
+    if prior.get("used"):
+        how = {"teacher": "as the teacher", "check": "chosen by the held-light check", "setting": "as asked"}[prior["decided_by"]]
+        print(f"pnrelight: {role} also trained on HSH-9 at {prior['virtual_lights']} virtual lights ({how})", file=sys.stderr)
+    if "mse_none" in check:
+        print(f"pnrelight: light-prior check on {check['held_lights']} held lights: MSE {check['mse_none']:.3g} "
+              f"without, {check['mse_prior']:.3g} with the prior, {check['mse_hsh9']:.3g} HSH-9 -> "
+              f"{'prior' if check['use_prior'] else 'no prior'}", file=sys.stderr)
     if record.get("warning"):
         print(f"pnrelight: warning: {record['warning']}", file=sys.stderr)
 
@@ -186,7 +203,7 @@ def cmd_fit(args) -> int:
     if basis == "neural":
         from pnrelight.rti import neural
 
-        kwargs = {"seed": args.seed, "progress": progress, "device": args.device}
+        kwargs = {"seed": args.seed, "progress": progress, "device": args.device, "light_prior": args.light_prior}
         if args.epochs:
             kwargs["epochs"] = args.epochs
         if args.hidden:
@@ -221,7 +238,8 @@ def cmd_distill(args) -> int:
     mlic = _load_mlic(args.mlic)  # distill_student checks alpha and that the sizes match the teacher
     holdout = args.holdout if args.holdout is not None else teacher.meta.get("holdout_every")
     train, heldout = split_holdout(mlic, holdout)
-    kwargs = {"hidden": args.hidden, "alpha": args.alpha, "seed": args.seed, "progress": progress, "device": args.device}
+    kwargs = {"hidden": args.hidden, "alpha": args.alpha, "seed": args.seed, "progress": progress, "device": args.device,
+              "light_prior": args.light_prior}
     encoder = _load_encoder(args.teacher)
     if encoder is not None:
         teacher.meta.setdefault("training", {})["encoder"] = encoder  # starts the student's encoder

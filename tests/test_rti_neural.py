@@ -14,6 +14,8 @@ from pnrelight.rti.model import RTIModel, relight  # noqa: E402
 
 FAST = dict(epochs=25, batch_pixels=64, lr=5e-3, threads=1)
 LONG = dict(epochs=60, batch_pixels=64, lr=1e-2, threads=1)  # long enough to beat HSH-9 on this surface
+# Tests of the training loop itself count steps and calls: no light-prior check runs before them.
+LOOP = dict(light_prior="none")
 
 
 def synthetic_mlic(size: int = 24, n_lights: int = 30, seed: int = 3) -> MLIC:
@@ -108,7 +110,7 @@ def test_alpha_zero_follows_the_teacher_not_the_photos(mlic, teacher):
     (w, b) = t_model.layers[-1]
     swapped = RTIModel(kind="neural", colorspace="rgb", coefficients=t_model.coefficients, terms=9,
                        layers=t_model.layers[:-1] + [(w[::-1].copy(), b[::-1].copy())])  # teacher with B and R swapped
-    student, _ = neural.distill_student(swapped, mlic, alpha=0.0, seed=0, extra_lights=0,
+    student, _ = neural.distill_student(swapped, mlic, alpha=0.0, seed=0, extra_lights=0, **LOOP,
                                         **{**FAST, "epochs": 40})
     lights = mlic.directions[::3]
     to_teacher = np.mean([psnr(relight(student, d), relight(swapped, d)) for d in lights])
@@ -170,7 +172,7 @@ def test_divergence_is_detected_rolled_back_and_recorded(mlic, monkeypatch):
     """A learning rate that explodes mid-run (as a one-cycle peak set too high does on real captures)
     is caught on the validation pixels: the run goes back to its best state, continues at a lower
     rate, reports it, and returns a model as good as an undisturbed run and better than HSH-9."""
-    calm, calm_rec = neural.train_teacher(mlic, seed=0, **LONG)
+    calm, calm_rec = neural.train_teacher(mlic, seed=0, **LONG, **LOOP)
     assert calm_rec["recoveries"] == [] and calm_rec["baseline"]["beats_hsh9"]
     rounds_steps = calm_rec["steps"] // LONG["epochs"]
     normal = neural._lr_at
@@ -179,7 +181,7 @@ def test_divergence_is_detected_rolled_back_and_recorded(mlic, monkeypatch):
         return 500 * lr if 20 * rounds_steps <= step < 21 * rounds_steps else normal(step, total, lr, schedule)
 
     monkeypatch.setattr(neural, "_lr_at", exploding)
-    model, record = neural.train_teacher(mlic, seed=0, **LONG)
+    model, record = neural.train_teacher(mlic, seed=0, **LONG, **LOOP)
     assert record["recoveries"], "the explosion went unnoticed"
     first = record["recoveries"][0]
     assert first["round"] == 21 and first["rolled_back_to_round"] <= 20 and first["lr_cap"] == pytest.approx(250 * LONG["lr"])
@@ -196,7 +198,7 @@ def test_divergence_is_detected_rolled_back_and_recorded(mlic, monkeypatch):
 def test_nan_loss_is_a_divergence_and_hsh9_guard_warns(mlic, monkeypatch):
     """Observations that turn the loss non-finite never reach the weights; a run that cannot beat
     HSH-9 is retried once and then says so in one line."""
-    model, record = neural.train_teacher(mlic, seed=0, **{**FAST, "epochs": 4, "lr": 1e-9})  # learns nothing
+    model, record = neural.train_teacher(mlic, seed=0, **{**FAST, "epochs": 4, "lr": 1e-9}, **LOOP)  # learns nothing
     assert record["baseline"]["beats_hsh9"] is False
     assert len(record["attempts"]) == 2 and record["attempts"][1]["seed"] == 1
     assert "did not beat HSH-9" in record["warning"] and "\n" not in record["warning"]
@@ -213,6 +215,6 @@ def test_nan_loss_is_a_divergence_and_hsh9_guard_warns(mlic, monkeypatch):
         return out
 
     monkeypatch.setattr(neural.Decoder, "forward_grid", poisoned)
-    model, record = neural.train_teacher(mlic, seed=0, **{**FAST, "epochs": 6})
+    model, record = neural.train_teacher(mlic, seed=0, **{**FAST, "epochs": 6}, **LOOP)
     assert any("non-finite training loss" in r["reason"] for r in record["recoveries"])
     assert np.isfinite(model.coefficients).all() and all(np.isfinite(w).all() for w, _ in model.layers)

@@ -15,6 +15,11 @@ cannot do. Measured on Dome (49 train / 20 held-out lights, an earlier weighting
 not help (16 extra lights per batch: -0.03 dB held-out, 2.3x the training time), so it is
 off by default.
 
+Where the captured lights leave gaps, both can also learn an HSH-9 fit's relighting at virtual
+lights in those gaps (the light prior, :func:`gap_light_directions`, :func:`hsh9_relight`), chosen
+per capture by :func:`light_prior_check` on training lights held out of the networks' input
+(measurements: docs/neural_training.md).
+
 Decoders are returned as ``[(W (out, in), b (out,)), ...]`` float32 numpy layers,
 ELU between layers, no output activation, input = latent then (lx, ly): exactly
 what :func:`pnrelight.rti.mlp.decode` evaluates.
@@ -62,6 +67,20 @@ VAL_MIN_PIXELS = 32
 VAL_MAX_PIXELS = 4096
 DIVERGENCE_FACTOR = 3.0
 MAX_RECOVERIES = 6
+# Light prior (docs/neural_training.md): where the captured lights leave gaps, the networks also
+# learn an HSH-9 fit's relighting at virtual lights, so they do not invent what lies between.
+PRIOR_CANDIDATES = 192
+PRIOR_MIN_SEPARATION_DEG = 10.0
+LIGHT_PRIORS = ("auto", "hsh9", "none")
+# The auto choice: short teacher runs with and without the prior on the training lights minus
+# every CHECK_HOLD_EVERY-th, compared on those held lights; the prior is used when it lowers their
+# error by more than 1 - PRIOR_MARGIN (a near tie keeps the captured lights alone). Each run takes
+# a quarter of the real run's steps, at most CHECK_STEPS.
+PRIOR_MARGIN = 0.9
+HSH9_WARN_MARGIN = 1.1
+CHECK_STEPS = 3000
+CHECK_HOLD_EVERY = 6
+CHECK_MAX_PIXELS = 1 << 16
 
 
 # ----------------------------------------------------------------------------- networks
@@ -229,11 +248,23 @@ def split_pixels(mlic, *, max_pixels: int = MAX_TRAIN_PIXELS, seed: int = 0) -> 
     h, w = mlic.shape
     mask = getattr(mlic, "mask", None)
     candidates = np.flatnonzero(mask.reshape(-1)) if mask is not None and mask.any() else np.arange(h * w)
-    n_val = int(np.clip(round(VAL_FRACTION * len(candidates)), min(VAL_MIN_PIXELS, len(candidates) // 4), VAL_MAX_PIXELS))
+    n_val = _val_count(len(candidates))
     order = np.random.default_rng(seed).permutation(len(candidates))
     val = np.sort(candidates[order[:n_val]])
     train = np.sort(candidates[order[n_val:n_val + int(max_pixels)]])
     return train, val
+
+
+def _val_count(candidates: int) -> int:
+    return int(np.clip(round(VAL_FRACTION * candidates), min(VAL_MIN_PIXELS, candidates // 4), VAL_MAX_PIXELS))
+
+
+def _train_count(mlic, max_pixels: int) -> int:
+    """How many training pixels :func:`split_pixels` gives (without drawing them)."""
+    h, w = mlic.shape
+    mask = getattr(mlic, "mask", None)
+    candidates = int(mask.sum()) if mask is not None and mask.any() else h * w
+    return max(0, min(int(max_pixels), candidates - _val_count(candidates)))
 
 
 def _init_from_data(encoder: Encoder | None, decoder: Decoder, obs: torch.Tensor) -> None:
@@ -308,6 +339,42 @@ def hsh9_fit_mse(observations: np.ndarray, directions: np.ndarray) -> float | No
     basis = basis_matrix("hsh", directions, 9)                      # (N, 9)
     fit = basis @ (np.linalg.pinv(basis) @ np.asarray(observations, np.float64))  # (P, N, 3)
     return float(np.mean((fit - observations) ** 2))
+
+
+def gap_light_directions(directions: np.ndarray, *, candidates: int = PRIOR_CANDIDATES,
+                         min_separation_deg: float = PRIOR_MIN_SEPARATION_DEG) -> np.ndarray:
+    """Virtual light directions in the gaps of a captured light set: (M, 3) unit vectors.
+
+    directions : (N, 3) captured light directions. The candidates are ``candidates`` Fibonacci
+    points of the upper hemisphere (even in solid angle); kept are those no lower than the lowest
+    captured light and at least ``min_separation_deg`` from every captured light.
+    """
+    d = np.asarray(directions, np.float64).reshape(-1, 3)
+    d = d / np.linalg.norm(d, axis=1, keepdims=True)
+    i = np.arange(int(candidates)) + 0.5
+    z = 1.0 - i / candidates
+    r = np.sqrt(1.0 - z * z)
+    phi = math.pi * (1.0 + math.sqrt(5.0)) * i
+    points = np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+    points = points[points[:, 2] >= d[:, 2].min()]
+    nearest = np.max(points @ d.T, axis=1)
+    return points[nearest < math.cos(math.radians(min_separation_deg))].astype(np.float32)
+
+
+def hsh9_relight(observations: np.ndarray, directions: np.ndarray, new_directions: np.ndarray,
+                 chunk: int = 1 << 14) -> np.ndarray:
+    """Per-pixel least-squares HSH-9 fit of observations (P, N, 3) under directions (N, 3),
+    relit under new_directions (M, 3): (P, M, 3) float32 (the light prior's targets)."""
+    from .bases import basis_matrix
+
+    if len(directions) < 9:
+        raise InputError(f"the HSH-9 light prior needs at least 9 lights, not {len(directions)} (use --light-prior none)")
+    relight = (basis_matrix("hsh", new_directions, 9) @ np.linalg.pinv(basis_matrix("hsh", directions, 9))).astype(np.float32)
+    obs = np.asarray(observations, np.float32)
+    out = np.empty((obs.shape[0], relight.shape[0], obs.shape[2]), np.float32)
+    for s in range(0, obs.shape[0], chunk):
+        out[s:s + chunk] = np.einsum("mn,pnc->pmc", relight, obs[s:s + chunk])
+    return out
 
 
 def _val_mse(encoder: Encoder, decoder: Decoder, obs: torch.Tensor, lights: torch.Tensor, chunk: int = 2048) -> float:
@@ -408,19 +475,147 @@ def _fit(encoder: Encoder, decoder: Decoder, step_loss: Callable, val_loss: Call
             "recoveries": recoveries, "steps": int(total), "batch_pixels": batch}
 
 
+def _prior_record(requested: str, data: "_Data", check: dict | None, inherited: bool = False) -> dict:
+    return {"requested": requested, "used": data.has_prior, "virtual_lights": int(len(data.prior_directions)),
+            "decided_by": "teacher" if inherited else ("check" if check else "setting"), "check": check}
+
+
 def _settings(**kw) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}
 
 
 class _Data:
-    """The pixels one training run sees, on its device: train/val observations and light xy."""
+    """The pixels one training run sees, on its device: train/val observations, light xy and,
+    with the light prior, the virtual lights' xy and HSH-9 targets of the training pixels."""
 
-    def __init__(self, mlic, max_pixels: int, seed: int, device: torch.device):
-        self.train_idx, self.val_idx = split_pixels(mlic, max_pixels=max_pixels, seed=seed)
-        self.train = torch.from_numpy(mlic.pixels(self.train_idx)).to(device)   # (S, N, 3)
-        self.val = torch.from_numpy(mlic.pixels(self.val_idx)).to(device)       # (V, N, 3)
-        self.lights = torch.from_numpy(np.asarray(mlic.directions, np.float32)[:, :2].copy()).to(device)
-        self.baseline = hsh9_fit_mse(self.val.cpu().numpy(), mlic.directions)
+    def __init__(self, train_obs: np.ndarray, val_obs: np.ndarray, directions: np.ndarray, device: torch.device, *,
+                 prior: bool = False, train_idx: np.ndarray | None = None, val_idx: np.ndarray | None = None):
+        self.train_idx, self.val_idx = train_idx, val_idx
+        n = len(directions)
+        self.prior_directions = gap_light_directions(directions) if prior else np.zeros((0, 3), np.float32)
+        # Observations and prior targets share one (S, N + M, 3) array: train and prior are views of it.
+        if len(self.prior_directions):
+            both = np.empty((len(train_obs), n + len(self.prior_directions), 3), np.float32)
+            both[:, :n] = train_obs
+            both[:, n:] = hsh9_relight(train_obs, directions, self.prior_directions)
+        else:
+            both = np.ascontiguousarray(train_obs, np.float32)
+        self.both = torch.from_numpy(both).to(device)
+        self.train = self.both[:, :n]                                              # (S, N, 3)
+        self.prior = self.both[:, n:] if len(self.prior_directions) else None      # (S, M, 3) or None
+        self.val = torch.from_numpy(np.ascontiguousarray(val_obs)).to(device)       # (V, N, 3)
+        self.lights = torch.from_numpy(np.asarray(directions, np.float32)[:, :2].copy()).to(device)
+        self.baseline = hsh9_fit_mse(val_obs, directions)
+        self.all_lights = self.lights                                              # (N + M, 2)
+        self.has_prior = self.prior is not None
+        if self.prior is not None:
+            self.all_lights = torch.cat([self.lights, torch.from_numpy(self.prior_directions[:, :2].copy()).to(device)])
+
+    def release(self) -> None:
+        """Drop the training sample's tensors (validation pixels and indices stay)."""
+        self.both = self.train = self.prior = None
+
+    @classmethod
+    def from_mlic(cls, mlic, max_pixels: int, seed: int, device: torch.device, prior: bool = False) -> "_Data":
+        train_idx, val_idx = split_pixels(mlic, max_pixels=max_pixels, seed=seed)
+        return cls(mlic.pixels(train_idx), mlic.pixels(val_idx), mlic.directions, device, prior=prior,
+                   train_idx=train_idx, val_idx=val_idx)
+
+
+
+def _autoencoder(data: _Data, n_lights: int, hidden, encoder_hidden, latent_size: int, light_scale: float,
+                 device: torch.device) -> tuple:
+    """A fresh encoder and decoder fitted to ``data``'s ground truth (and prior): (encoder, decoder, step_loss)."""
+    encoder = Encoder(n_lights, encoder_hidden, latent_size).to(device)
+    decoder = Decoder(latent_size, hidden, light_scale).to(device)
+    _init_from_data(encoder, decoder, data.train)
+
+    def step_loss(rows):
+        return torch.mean((decoder.forward_grid(encoder(data.train[rows]), data.all_lights) - data.both[rows]) ** 2)
+    return encoder, decoder, step_loss
+
+
+def light_prior_check(mlic, *, seed: int = 0, steps: int = CHECK_STEPS, hold_every: int = CHECK_HOLD_EVERY,
+                      max_pixels: int = CHECK_MAX_PIXELS, device: str | torch.device | None = None,
+                      threads: int | None = None, progress=None) -> dict:
+    """Does the HSH-9 light prior help on this capture? Measured on lights the networks never see.
+
+    Every ``hold_every``-th captured light is held out; two short 50x50 teacher runs (at most
+    ``steps`` steps and 10 passes over a sample of ``max_pixels`` pixels) are trained on the
+    remaining lights, without and with the prior, and their errors on the validation pixels under
+    the held lights are compared
+    (with HSH-9 fitted to the same lights, for reference); the prior is used when it lowers that
+    error by more than ``1 - PRIOR_MARGIN``. Returns a dict: ``use_prior`` (bool),
+    ``mse_none``, ``mse_prior``, ``mse_hsh9``, ``held_lights``, ``steps``, ``seconds``.
+    """
+    dev = device if isinstance(device, torch.device) else _device(device)
+    n = mlic.count
+    held = np.arange(n) % hold_every == hold_every // 2
+    keep = ~held
+    if int(keep.sum()) < 9 or not held.any():
+        return {"use_prior": False, "reason": f"{n} lights are too few to hold some out", "held_lights": int(held.sum())}
+    start = time.perf_counter()
+    train_idx, val_idx = split_pixels(mlic, max_pixels=max_pixels, seed=seed)
+    obs_t, obs_v = mlic.pixels(train_idx), mlic.pixels(val_idx)
+    dirs = np.asarray(mlic.directions, np.float32)
+    held_xy = torch.from_numpy(dirs[held, :2].copy()).to(dev)
+    truth = torch.from_numpy(np.ascontiguousarray(obs_v[:, held])).to(dev)
+    result = {"held_lights": int(held.sum())}
+    with _torch_threads(threads):
+        for name, prior in (("mse_none", False), ("mse_prior", True)):
+            data = _Data(obs_t[:, keep], obs_v[:, keep], dirs[keep], dev, prior=prior)
+            torch.manual_seed(seed)
+            encoder, decoder, step_loss = _autoencoder(data, int(keep.sum()), DEFAULT_TEACHER_HIDDEN,
+                                                       DEFAULT_ENCODER_HIDDEN, LATENT_SIZE, LIGHT_SCALE, dev)
+            hist = _fit(encoder, decoder, step_loss, lambda: _val_mse(encoder, decoder, data.val, data.lights),
+                        data.train.shape[0], epochs=10, batch_pixels=BATCH_PIXELS, max_steps=steps, lr=LR,
+                        schedule="onecycle", clip_norm=CLIP_NORM, progress=progress,
+                        desc="light prior check" + (" (with prior)" if prior else ""),
+                        generator=torch.Generator().manual_seed(seed), device=dev)
+            with torch.no_grad():
+                result[name] = float(torch.mean((decoder.forward_grid(encoder(data.val), held_xy) - truth) ** 2))
+            result["steps"] = int(hist["steps"])
+    hsh = hsh9_relight(obs_v[:, keep], dirs[keep], dirs[held])
+    result["mse_hsh9"] = float(np.mean((hsh - obs_v[:, held]) ** 2))
+    result["use_prior"] = bool(result["mse_prior"] < PRIOR_MARGIN * result["mse_none"])
+    result["seconds"] = round(time.perf_counter() - start, 2)
+    return result
+
+
+def _held_light_warning(check: dict | None, label: str) -> str | None:
+    """One line when, on the check's held lights, HSH-9 predicts clearly better than the chosen network."""
+    if not check or "mse_hsh9" not in check:
+        return None
+    chosen = check["mse_prior"] if check["use_prior"] else check["mse_none"]
+    if chosen <= HSH9_WARN_MARGIN * check["mse_hsh9"]:
+        return None
+    return (f"on lights held out of the light-prior check, HSH-9 predicts this capture better than the {label} "
+            f"(MSE {check['mse_hsh9']:.3g} vs {chosen:.3g}); new lights may relight better with --basis hsh")
+
+
+def _planned_steps(mlic, max_pixels: int, epochs: int, batch_pixels: int, max_steps: int | None) -> int:
+    """The number of steps a run with these settings takes (as :func:`_fit` counts them)."""
+    n_rows = max(1, _train_count(mlic, max_pixels))
+    total = epochs * max(1, n_rows // max(1, min(int(batch_pixels), n_rows)))
+    return max(epochs, min(total, int(max_steps)) if max_steps else total)
+
+
+def _resolve_light_prior(light_prior: str, mlic, *, seed: int, device: torch.device, threads, progress,
+                         run_steps: int, inherited: bool | None = None) -> tuple[bool, dict | None]:
+    """(use the prior?, the auto check's result or None) for a light_prior setting."""
+    if light_prior not in LIGHT_PRIORS:
+        raise InputError(f"unknown light prior {light_prior!r} (use auto, hsh9 or none)")
+    if light_prior == "none":
+        return False, None
+    if light_prior == "hsh9":
+        if mlic.count < 9:
+            raise InputError(f"the HSH-9 light prior needs at least 9 lights, the MLIC has {mlic.count} (use --light-prior none)")
+        return True, None
+    if inherited is not None:
+        return inherited, None
+    check = light_prior_check(mlic, seed=seed, steps=min(CHECK_STEPS, max(10, run_steps // 4)), device=device,
+                              threads=threads, progress=progress)
+    return check["use_prior"], check
 
 
 def _train_guarded(build: Callable, data: _Data, *, seed: int, lr: float, label: str, **loop) -> tuple:
@@ -469,8 +664,9 @@ def train_teacher(mlic, *, hidden: Sequence[int] = DEFAULT_TEACHER_HIDDEN,
                   encoder_hidden: Sequence[int] = DEFAULT_ENCODER_HIDDEN, latent_size: int = LATENT_SIZE,
                   epochs: int = EPOCHS, batch_pixels: int = BATCH_PIXELS, max_steps: int | None = TEACHER_MAX_STEPS,
                   max_pixels: int = MAX_TRAIN_PIXELS, lr: float = LR, schedule: str = "onecycle",
-                  clip_norm: float = CLIP_NORM, light_scale: float = LIGHT_SCALE, seed: int = 0,
-                  threads: int | None = None, device: str | None = None, progress=None) -> tuple[RTIModel, dict]:
+                  clip_norm: float = CLIP_NORM, light_scale: float = LIGHT_SCALE, light_prior: str = "auto",
+                  seed: int = 0, threads: int | None = None, device: str | None = None,
+                  progress=None) -> tuple[RTIModel, dict]:
     """Train a NeuralRTI autoencoder on an MLIC.
 
     mlic : :class:`pnrelight.formats.mlic.MLIC` with images (N, H, W, 3) and directions (N, 3).
@@ -479,6 +675,9 @@ def train_teacher(mlic, *, hidden: Sequence[int] = DEFAULT_TEACHER_HIDDEN,
         equal-width hidden layers); wider or deeper decoders make stronger teachers.
     max_steps, max_pixels : the step budget and training-sample cap that bound the cost on
         large captures (the latents of every pixel are then computed in row blocks).
+    light_prior : "hsh9" also trains on an HSH-9 fit's relighting at virtual lights in the gaps
+        of the captured ones (:func:`gap_light_directions`); "none" trains on the captured lights
+        alone; "auto" (default) decides per capture with :func:`light_prior_check`.
     device : "cpu" (default), "cuda" or "auto".
     progress : optional ``progress(iterable, total=, desc=)`` wrapper (e.g. pnrelight.progress.progress).
     Returns (model, record): a "neural" RTIModel (coefficients (H, W, latent_size),
@@ -489,11 +688,12 @@ def train_teacher(mlic, *, hidden: Sequence[int] = DEFAULT_TEACHER_HIDDEN,
     return _train_autoencoder(mlic, "neuralrti-teacher", hidden=hidden, encoder_hidden=encoder_hidden,
                               latent_size=latent_size, epochs=epochs, batch_pixels=batch_pixels, max_steps=max_steps,
                               max_pixels=max_pixels, lr=lr, schedule=schedule, clip_norm=clip_norm,
-                              light_scale=light_scale, seed=seed, threads=threads, device=device, progress=progress)
+                              light_scale=light_scale, light_prior=light_prior, seed=seed, threads=threads,
+                              device=device, progress=progress)
 
 
 def _train_autoencoder(mlic, method: str, *, hidden, encoder_hidden, latent_size, epochs, batch_pixels, max_steps,
-                       max_pixels, lr, schedule, clip_norm, light_scale, seed, threads, device, progress):
+                       max_pixels, lr, schedule, clip_norm, light_scale, light_prior, seed, threads, device, progress):
     _check_mlic(mlic)
     _check_epochs(epochs)
     _check_schedule(schedule)
@@ -501,28 +701,28 @@ def _train_autoencoder(mlic, method: str, *, hidden, encoder_hidden, latent_size
     label = "teacher" if method == "neuralrti-teacher" else "plain student"
     with _torch_threads(threads):
         start = time.perf_counter()
-        data = _Data(mlic, max_pixels, seed, dev)
+        use_prior, check = _resolve_light_prior(
+            light_prior, mlic, seed=seed, device=dev, threads=threads, progress=progress,
+            run_steps=_planned_steps(mlic, max_pixels, epochs, batch_pixels, max_steps))
+        data = _Data.from_mlic(mlic, max_pixels, seed, dev, prior=use_prior)
 
         def build(s):
-            encoder = Encoder(mlic.count, encoder_hidden, latent_size).to(dev)
-            decoder = Decoder(latent_size, hidden, light_scale).to(dev)
-            _init_from_data(encoder, decoder, data.train)
-
-            def step_loss(rows):
-                target = data.train[rows]
-                return torch.mean((decoder.forward_grid(encoder(target), data.lights) - target) ** 2)
-            return encoder, decoder, step_loss
+            return _autoencoder(data, mlic.count, hidden, encoder_hidden, latent_size, light_scale, dev)
 
         encoder, decoder, hist, attempts, warning = _train_guarded(
             build, data, seed=seed, lr=lr, label=label, epochs=epochs, batch_pixels=batch_pixels, max_steps=max_steps,
             schedule=schedule, clip_norm=clip_norm, progress=progress, desc=label, device=dev)
+        data.release()  # the training sample is not needed to encode every pixel
         latent = _encode_mlic(encoder, mlic, dev, progress)
         settings = _settings(hidden=tuple(hidden), encoder_hidden=tuple(encoder_hidden), latent_size=latent_size,
                              batch_pixels=batch_pixels, max_steps=max_steps, max_pixels=max_pixels, lr=lr,
-                             schedule=schedule, clip_norm=clip_norm, light_scale=light_scale, optimizer="adam", loss="mse")
+                             schedule=schedule, clip_norm=clip_norm, light_scale=light_scale, light_prior=light_prior,
+                             optimizer="adam", loss="mse")
+        warning = "; ".join(w for w in (warning, _held_light_warning(check, label)) if w) or None
         record = _record(method, data, hist, attempts, warning, seed=seed, epochs=epochs,
                          seconds=time.perf_counter() - start, device=dev, encoder=encoder.cpu(), decoder=decoder.cpu(),
                          settings=settings)
+        record["light_prior"] = _prior_record(light_prior, data, check)
     model = _neural_model(mlic, latent, decoder, {"method": method, "seed": int(seed)})
     return model, record
 
@@ -532,8 +732,9 @@ def distill_student(teacher: RTIModel, mlic, *, hidden: Sequence[int] = DEFAULT_
                     batch_pixels: int = STUDENT_BATCH_PIXELS, max_steps: int | None = STUDENT_MAX_STEPS,
                     max_pixels: int = MAX_TRAIN_PIXELS, lr: float = LR, schedule: str = "onecycle",
                     clip_norm: float = CLIP_NORM, light_scale: float = LIGHT_SCALE, extra_lights: int = 0,
-                    extra_min_z: float | None = None, teacher_encoder: list | str | None = "auto", seed: int = 0,
-                    threads: int | None = None, device: str | None = None, progress=None) -> tuple[RTIModel, dict]:
+                    extra_min_z: float | None = None, teacher_encoder: list | str | None = "auto",
+                    light_prior: str = "auto", seed: int = 0, threads: int | None = None, device: str | None = None,
+                    progress=None) -> tuple[RTIModel, dict]:
     """DisK-NeuralRTI: train a student (own encoder, small decoder) from a teacher model.
 
     teacher : any "neural" RTIModel fitted on the same MLIC (NeuralRTI's 50x50 reference or a
@@ -548,6 +749,9 @@ def distill_student(teacher: RTIModel, mlic, *, hidden: Sequence[int] = DEFAULT_
         to start the student's encoder from, so the student begins with the teacher's
         latents; "auto" takes them from ``teacher.meta["training"]["encoder"]`` when present
         and compatible; None trains the student's encoder from scratch.
+    light_prior : as in :func:`train_teacher`; "auto" follows the teacher's training record (runs
+        :func:`light_prior_check` when there is none). At the virtual lights the student's target
+        is ``alpha * HSH-9 + (1 - alpha) * teacher``, as at captured lights with HSH-9 for the photograph.
     The returned model is selected on validation pixels against the ground truth, with the
     divergence recovery and HSH-9 guard of :func:`train_teacher`.
     Returns (model, record) like :func:`train_teacher`.
@@ -571,13 +775,17 @@ def distill_student(teacher: RTIModel, mlic, *, hidden: Sequence[int] = DEFAULT_
     label = "student" if use_teacher else "plain student"
     with _torch_threads(threads):
         start = time.perf_counter()
-        data = _Data(mlic, max_pixels, seed, dev)
+        inherited = (((teacher.meta or {}).get("training") or {}).get("light_prior") or {}).get("used")
+        use_prior, check = _resolve_light_prior(
+            light_prior, mlic, seed=seed, device=dev, threads=threads, progress=progress, inherited=inherited,
+            run_steps=_planned_steps(mlic, max_pixels, epochs, batch_pixels, max_steps))
+        data = _Data.from_mlic(mlic, max_pixels, seed, dev, prior=use_prior)
         t_decoder = Decoder.from_numpy(teacher.layers).requires_grad_(False).to(dev)
         t_latent = torch.from_numpy(np.ascontiguousarray(
             teacher.coefficients.reshape(-1, latent_size)[data.train_idx], np.float32)).to(dev)   # (S, K)
         # alpha*|p-g|^2 + (1-alpha)*|p-t|^2 = |p - (alpha*g + (1-alpha)*t)|^2 + const: one error
         # term against the blended target, computed once for the whole (bounded) sample.
-        target = _blended_targets(t_decoder, t_latent, data.train, data.lights, alpha) if use_teacher else data.train
+        target = _blended_targets(t_decoder, t_latent, data.both, data.all_lights, alpha) if use_teacher else data.both
 
         def build(s):
             gen = torch.Generator().manual_seed(s + 7919)  # extra lights: a stream apart from the batch order
@@ -589,7 +797,7 @@ def distill_student(teacher: RTIModel, mlic, *, hidden: Sequence[int] = DEFAULT_
 
             def step_loss(rows):
                 z = encoder(data.train[rows])
-                loss = torch.mean((decoder.forward_grid(z, data.lights) - target[rows]) ** 2)
+                loss = torch.mean((decoder.forward_grid(z, data.all_lights) - target[rows]) ** 2)
                 if n_extra:  # teacher-only targets; each extra light weighs as a captured light's teacher term
                     extra = sample_hemisphere_xy(n_extra, gen, min_z=min_z).to(dev)
                     with torch.no_grad():
@@ -601,17 +809,21 @@ def distill_student(teacher: RTIModel, mlic, *, hidden: Sequence[int] = DEFAULT_
         encoder, decoder, hist, attempts, warning = _train_guarded(
             build, data, seed=seed, lr=lr, label=label, epochs=epochs, batch_pixels=batch_pixels, max_steps=max_steps,
             schedule=schedule, clip_norm=clip_norm, progress=progress, desc=label, device=dev)
+        del target, t_latent
+        data.release()  # the training sample is not needed to encode every pixel
         latent = _encode_mlic(encoder, mlic, dev, progress)
         method = "disk-student" if use_teacher else "plain-student"
+        warning = "; ".join(w for w in (warning, _held_light_warning(check, label)) if w) or None
         settings = _settings(hidden=tuple(hidden), encoder_hidden=tuple(encoder_hidden), latent_size=latent_size,
                              alpha=alpha, extra_lights=n_extra, extra_min_z=min_z if n_extra else None,
                              teacher_encoder_init=teacher_encoder is not None, batch_pixels=batch_pixels,
                              max_steps=max_steps, max_pixels=max_pixels, lr=lr, schedule=schedule, clip_norm=clip_norm,
-                             light_scale=light_scale, optimizer="adam",
+                             light_scale=light_scale, light_prior=light_prior, optimizer="adam",
                              loss="mse(alpha*gt + (1-alpha)*teacher), = alpha*mse(gt) + (1-alpha)*mse(teacher) + const")
         record = _record(method, data, hist, attempts, warning, seed=seed, epochs=epochs,
                          seconds=time.perf_counter() - start, device=dev, encoder=encoder.cpu(), decoder=decoder.cpu(),
                          settings=settings)
+        record["light_prior"] = _prior_record(light_prior, data, check, inherited=inherited is not None)
         record["teacher_decoder_parameters"] = mlp.decoder_parameters(teacher.layers)
     model = _neural_model(mlic, latent, decoder, {"method": method, "seed": int(seed)})
     return model, record
@@ -619,7 +831,7 @@ def distill_student(teacher: RTIModel, mlic, *, hidden: Sequence[int] = DEFAULT_
 
 def _blended_targets(t_decoder: Decoder, t_latent: torch.Tensor, obs: torch.Tensor, lights: torch.Tensor,
                      alpha: float, chunk: int = 4096) -> torch.Tensor:
-    """alpha * observed + (1 - alpha) * teacher prediction for every sample row: (S, N, 3)."""
+    """alpha * observed (or prior) + (1 - alpha) * teacher prediction for every sample row: (S, L, 3)."""
     target = torch.empty_like(obs)
     with torch.no_grad():
         for s in range(0, obs.shape[0], chunk):
@@ -648,14 +860,16 @@ def train_student_plain(mlic, *, hidden: Sequence[int] = DEFAULT_STUDENT_HIDDEN,
                         epochs: int = STUDENT_EPOCHS, batch_pixels: int = STUDENT_BATCH_PIXELS,
                         max_steps: int | None = STUDENT_MAX_STEPS, max_pixels: int = MAX_TRAIN_PIXELS,
                         lr: float = LR, schedule: str = "onecycle", clip_norm: float = CLIP_NORM,
-                        light_scale: float = LIGHT_SCALE, seed: int = 0, threads: int | None = None,
-                        device: str | None = None, progress=None) -> tuple[RTIModel, dict]:
-    """The student architecture trained on ground truth alone (no teacher, own encoder from scratch),
-    with the distilled student's schedule: the baseline DisK must beat."""
+                        light_scale: float = LIGHT_SCALE, light_prior: str = "none", seed: int = 0,
+                        threads: int | None = None, device: str | None = None,
+                        progress=None) -> tuple[RTIModel, dict]:
+    """The student architecture trained on ground truth alone (no teacher, own encoder from scratch,
+    no light prior unless asked), with the distilled student's schedule: the baseline DisK must beat."""
     return _train_autoencoder(mlic, "plain-student", hidden=hidden, encoder_hidden=encoder_hidden,
                               latent_size=latent_size, epochs=epochs, batch_pixels=batch_pixels, max_steps=max_steps,
                               max_pixels=max_pixels, lr=lr, schedule=schedule, clip_norm=clip_norm,
-                              light_scale=light_scale, seed=seed, threads=threads, device=device, progress=progress)
+                              light_scale=light_scale, light_prior=light_prior, seed=seed, threads=threads,
+                              device=device, progress=progress)
 
 
 def torch_decode(latent: np.ndarray, light_xy: np.ndarray, layers: list) -> np.ndarray:
