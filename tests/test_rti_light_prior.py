@@ -102,14 +102,6 @@ def test_light_prior_through_the_cli(tmp_path):
     assert r.returncode == 2 and "invalid choice: 'sh'" in r.stderr and not (tmp_path / "x").exists()
 
 
-def test_held_light_warning_only_when_hsh9_predicts_clearly_better():
-    check = {"mse_none": 2e-3, "mse_prior": 1.9e-3, "mse_hsh9": 1e-3, "use_prior": False, "held_lights": 6}
-    line = neural._held_light_warning(check, "teacher")
-    assert "HSH-9 predicts this capture better than the teacher" in line and "--basis hsh" in line and "\n" not in line
-    assert neural._held_light_warning({**check, "use_prior": True, "mse_prior": 1.05e-3}, "teacher") is None
-    assert neural._held_light_warning({"use_prior": False, "reason": "too few lights"}, "teacher") is None
-
-
 def test_planned_steps_count_the_pixels_split_pixels_draws():
     mlic = synthetic_mlic(size=20, n_lights=12, seed=1)
     for cap in (50, 1 << 18):
