@@ -42,10 +42,7 @@ def register(sub) -> None:
                      help="neural: decoder hidden widths (default 50,50, NeuralRTI's reference; a stronger teacher "
                           "for rti distill, e.g. 128,128,128, is slower and only for distillation)")
     fit.add_argument("--device", default="cpu", help="neural: torch device, cpu (default), cuda or auto")
-    fit.add_argument("--light-prior", choices=["auto", "hsh9", "none"], default="auto",
-                     help="neural: also train on an HSH-9 fit's relighting at virtual lights in the gaps between the "
-                          "captured ones (hsh9), on the captured lights alone (none), or decide per capture by a short held-light check "
-                          "(auto, default: docs/neural_training.md)")
+    _add_light_prior(fit, "neural: ", "by a short held-light check")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--quality", type=int, default=98, help="JPEG quality of the coefficient planes")
     fit.add_argument("--precision", choices=["auto", "float32", "float16"], default="auto",
@@ -62,10 +59,7 @@ def register(sub) -> None:
     dis.add_argument("--alpha", type=float, default=0.3, help="weight of the ground-truth loss (default 0.3)")
     dis.add_argument("--epochs", type=int)
     dis.add_argument("--device", default="cpu", help="torch device, cpu (default), cuda or auto")
-    dis.add_argument("--light-prior", choices=["auto", "hsh9", "none"], default="auto",
-                     help="also train on an HSH-9 fit's relighting at virtual lights in the gaps between the "
-                          "captured ones (hsh9), on the captured lights alone (none), or decide per capture as the teacher did "
-                          "(auto, default: docs/neural_training.md)")
+    _add_light_prior(dis, "", "as the teacher did")
     dis.add_argument("--holdout", type=int, metavar="K", help="keep every K-th light out (use the teacher's K)")
     dis.add_argument("--seed", type=int, default=0)
     dis.add_argument("--quality", type=int, default=98)
@@ -156,6 +150,14 @@ def _load_encoder(folder: Path):
         return None
     with np.load(path) as data:
         return [(data[f"w{i}"].astype(np.float64), data[f"b{i}"].astype(np.float64)) for i in range(len(data.files) // 2)]
+
+
+def _add_light_prior(parser, prefix: str, auto: str) -> None:
+    """The --light-prior option of the neural trainers (pnrelight.rti.neural.LIGHT_PRIORS)."""
+    parser.add_argument("--light-prior", choices=["auto", "hsh9", "none"], default="auto",
+                        help=f"{prefix}also train on an HSH-9 fit's relighting at virtual lights in the gaps between the "
+                             f"captured ones (hsh9), on the captured lights alone (none), or decide per capture {auto} "
+                             "(auto, default: docs/neural_training.md)")
 
 
 def _report_training(role: str, record: dict) -> None:

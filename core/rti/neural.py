@@ -333,11 +333,8 @@ def hsh9_fit_mse(observations: np.ndarray, directions: np.ndarray) -> float | No
     directions (N, 3): the simple baseline a neural model must beat (None with fewer than 9 lights)."""
     if len(directions) < 9:
         return None
-    from .bases import basis_matrix
-
-    basis = basis_matrix("hsh", directions, 9)                      # (N, 9)
-    fit = basis @ (np.linalg.pinv(basis) @ np.asarray(observations, np.float64))  # (P, N, 3)
-    return float(np.mean((fit - observations) ** 2))
+    fit = hsh9_relight(observations, directions, directions)       # (P, N, 3)
+    return float(np.mean((fit.astype(np.float64) - observations) ** 2))
 
 
 def gap_light_directions(directions: np.ndarray, *, candidates: int = PRIOR_CANDIDATES,
@@ -348,13 +345,12 @@ def gap_light_directions(directions: np.ndarray, *, candidates: int = PRIOR_CAND
     points of the upper hemisphere (even in solid angle); kept are those no lower than the lowest
     captured light and at least ``min_separation_deg`` from every captured light.
     """
+    from ..lights import hemisphere_directions
+
     d = np.asarray(directions, np.float64).reshape(-1, 3)
     d = d / np.linalg.norm(d, axis=1, keepdims=True)
-    i = np.arange(int(candidates)) + 0.5
-    z = 1.0 - i / candidates
-    r = np.sqrt(1.0 - z * z)
-    phi = math.pi * (1.0 + math.sqrt(5.0)) * i
-    points = np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+    # The spiral's mirror image (y -> -y): the candidate set the prior was measured with.
+    points = hemisphere_directions(int(candidates), min_elevation_deg=0.0) * np.array([1.0, -1.0, 1.0])
     points = points[points[:, 2] >= d[:, 2].min()]
     nearest = np.max(points @ d.T, axis=1)
     return points[nearest < math.cos(math.radians(min_separation_deg))].astype(np.float32)
@@ -403,9 +399,7 @@ def _fit(encoder: Encoder, decoder: Decoder, step_loss: Callable, val_loss: Call
     best_val, best_round, recoveries, steps) with the networks left at their best state.
     """
     batch = max(1, min(int(batch_pixels), n_rows))
-    steps_per_epoch = max(1, n_rows // batch)
-    total = epochs * steps_per_epoch if not max_steps else min(epochs * steps_per_epoch, int(max_steps))
-    total = max(total, epochs)
+    total = _total_steps(n_rows, epochs, batch_pixels, max_steps)
     bounds = np.linspace(0, total, epochs + 1).round().astype(int)
     params = list(encoder.parameters()) + list(decoder.parameters())
     # fused: one kernel for all parameters; ~1 ms of a ~8 ms student step on 2 cores
@@ -475,7 +469,7 @@ def _fit(encoder: Encoder, decoder: Decoder, step_loss: Callable, val_loss: Call
 
 
 def _prior_record(requested: str, data: "_Data", check: dict | None, inherited: bool = False) -> dict:
-    return {"requested": requested, "used": data.has_prior, "virtual_lights": int(len(data.prior_directions)),
+    return {"requested": requested, "used": bool(len(data.prior_directions)), "virtual_lights": int(len(data.prior_directions)),
             "decided_by": "teacher" if inherited else ("check" if check else "setting"), "check": check}
 
 
@@ -485,7 +479,8 @@ def _settings(**kw) -> dict:
 
 class _Data:
     """The pixels one training run sees, on its device: train/val observations, light xy and,
-    with the light prior, the virtual lights' xy and HSH-9 targets of the training pixels."""
+    with the light prior, the virtual lights' xy and HSH-9 targets of the training pixels (``both``:
+    the observations then the prior targets; ``train`` is its observation part)."""
 
     def __init__(self, train_obs: np.ndarray, val_obs: np.ndarray, directions: np.ndarray, device: torch.device, *,
                  prior: bool = False, train_idx: np.ndarray | None = None, val_idx: np.ndarray | None = None):
@@ -499,20 +494,18 @@ class _Data:
             both[:, n:] = hsh9_relight(train_obs, directions, self.prior_directions)
         else:
             both = np.ascontiguousarray(train_obs, np.float32)
-        self.both = torch.from_numpy(both).to(device)
+        self.both = torch.from_numpy(both).to(device)                              # (S, N + M, 3)
         self.train = self.both[:, :n]                                              # (S, N, 3)
-        self.prior = self.both[:, n:] if len(self.prior_directions) else None      # (S, M, 3) or None
         self.val = torch.from_numpy(np.ascontiguousarray(val_obs)).to(device)       # (V, N, 3)
         self.lights = torch.from_numpy(np.asarray(directions, np.float32)[:, :2].copy()).to(device)
         self.baseline = hsh9_fit_mse(val_obs, directions)
         self.all_lights = self.lights                                              # (N + M, 2)
-        self.has_prior = self.prior is not None
-        if self.prior is not None:
+        if len(self.prior_directions):
             self.all_lights = torch.cat([self.lights, torch.from_numpy(self.prior_directions[:, :2].copy()).to(device)])
 
     def release(self) -> None:
         """Drop the training sample's tensors (validation pixels and indices stay)."""
-        self.both = self.train = self.prior = None
+        self.both = self.train = None
 
     @classmethod
     def from_mlic(cls, mlic, max_pixels: int, seed: int, device: torch.device, prior: bool = False) -> "_Data":
@@ -542,11 +535,11 @@ def light_prior_check(mlic, *, seed: int = 0, steps: int = CHECK_STEPS, hold_eve
     Every ``hold_every``-th captured light is held out; two short 50x50 teacher runs (at most
     ``steps`` steps and 10 passes over a sample of ``max_pixels`` pixels) are trained on the
     remaining lights, without and with the prior, and their errors on the validation pixels under
-    the held lights are compared
-    (with HSH-9 fitted to the same lights, for reference: the short runs are under-trained, so it
-    is no verdict on the final model); the prior is used when it lowers that
-    error by more than ``1 - PRIOR_MARGIN``. Returns a dict: ``use_prior`` (bool),
-    ``mse_none``, ``mse_prior``, ``mse_hsh9``, ``held_lights``, ``steps``, ``seconds``.
+    the held lights are compared; the prior is used when it lowers that error by more than
+    ``1 - PRIOR_MARGIN``. HSH-9 fitted to the same lights is scored too, for reference only (the
+    short runs are under-trained, so it is no verdict on the final model). Returns a dict:
+    ``use_prior`` (bool), ``mse_none``, ``mse_prior``, ``mse_hsh9``, ``held_lights``, ``steps``,
+    ``seconds``.
     """
     dev = device if isinstance(device, torch.device) else _device(device)
     n = mlic.count
@@ -582,11 +575,17 @@ def light_prior_check(mlic, *, seed: int = 0, steps: int = CHECK_STEPS, hold_eve
     return result
 
 
+def _total_steps(n_rows: int, epochs: int, batch_pixels: int, max_steps: int | None) -> int:
+    """Steps of a run over ``n_rows`` sample rows: ``epochs`` passes at ``batch_pixels`` a step, capped by
+    ``max_steps``, at least one step a round."""
+    steps_per_epoch = max(1, n_rows // max(1, min(int(batch_pixels), n_rows)))
+    total = epochs * steps_per_epoch if not max_steps else min(epochs * steps_per_epoch, int(max_steps))
+    return max(total, epochs)
+
+
 def _planned_steps(mlic, max_pixels: int, epochs: int, batch_pixels: int, max_steps: int | None) -> int:
     """The number of steps a run with these settings takes (as :func:`_fit` counts them)."""
-    n_rows = max(1, _train_count(mlic, max_pixels))
-    total = epochs * max(1, n_rows // max(1, min(int(batch_pixels), n_rows)))
-    return max(epochs, min(total, int(max_steps)) if max_steps else total)
+    return _total_steps(max(1, _train_count(mlic, max_pixels)), epochs, batch_pixels, max_steps)
 
 
 def _resolve_light_prior(light_prior: str, mlic, *, seed: int, device: torch.device, threads, progress,
