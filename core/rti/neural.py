@@ -376,13 +376,18 @@ def hsh9_relight(observations: np.ndarray, directions: np.ndarray, new_direction
     return out
 
 
-def _val_mse(encoder: Encoder, decoder: Decoder, obs: torch.Tensor, lights: torch.Tensor, chunk: int = 2048) -> float:
-    """Reconstruction error of held-out pixels under the training lights."""
+def _val_mse(encoder: Encoder | None, decoder: Decoder, obs: torch.Tensor, lights: torch.Tensor, chunk: int = 2048,
+             latent: torch.Tensor | None = None) -> float:
+    """Reconstruction error of held-out pixels under the training lights.
+
+    latent : (V, K) codes of the pixels to decode instead of encoding ``obs`` (a teacher's stored latents).
+    """
     total = 0.0
     with torch.no_grad():
         for s in range(0, obs.shape[0], chunk):
             o = obs[s:s + chunk]
-            total += float(torch.sum((decoder.forward_grid(encoder(o), lights) - o) ** 2))
+            z = encoder(o) if latent is None else latent[s:s + chunk]
+            total += float(torch.sum((decoder.forward_grid(z, lights) - o) ** 2))
     return total / max(1, obs.numel())
 
 
@@ -787,8 +792,8 @@ def distill_student(teacher: RTIModel, mlic, *, hidden: Sequence[int] = DEFAULT_
         target = _blended_targets(t_decoder, t_latent, data.both, data.all_lights, alpha) if use_teacher else data.both
         t_val = torch.from_numpy(np.ascontiguousarray(
             teacher.coefficients.reshape(-1, latent_size)[data.val_idx], np.float32)).to(dev)       # (V, K)
-        with torch.no_grad():  # the teacher's error where the student's is measured: its retry reference
-            reference = float(torch.mean((t_decoder.forward_grid(t_val, data.lights) - data.val) ** 2))
+        # the teacher's error where the student's is measured: its retry reference
+        reference = _val_mse(None, t_decoder, data.val, data.lights, latent=t_val)
 
         def build(s):
             gen = torch.Generator().manual_seed(s + 7919)  # extra lights: a stream apart from the batch order
