@@ -69,8 +69,8 @@ VAL_MAX_PIXELS = 4096
 DIVERGENCE_FACTOR = 3.0
 MAX_RECOVERIES = 6
 # A student whose best validation error is above this multiple of its teacher's (on the same
-# pixels and lights) is retried like one that loses to HSH-9: on item7 one run in four ended at
-# 1.95x (0.8 dB under its siblings, the others 1.16-1.41x; docs/neural_training.md).
+# pixels and lights) is retried like one that loses to HSH-9: on item7 one run of six ended at
+# 1.95x (0.8 dB under its siblings, the others 1.16-1.57x; docs/neural_training.md).
 STUDENT_RETRY_FACTOR = 1.5
 # Light prior (docs/neural_training.md): where the captured lights leave gaps, the networks also
 # learn an HSH-9 fit's relighting at virtual lights, so they do not invent what lies between.
