@@ -168,9 +168,8 @@ def _report_training(role: str, record: dict) -> None:
             print(f"pnrelight: {role} (seed {a['seed']}) diverged at round {r['round']} ({r['reason']}); rolled back "
                   f"to round {r['rolled_back_to_round']}, learning rate capped at {r['lr_cap']:.3g}", file=sys.stderr)
     if len(attempts) > 1:
-        why = attempts[1].get("retry_reason") or "did not beat HSH-9 on the validation pixels"
         print(f"pnrelight: {role} retried from scratch (seed {attempts[1]['seed']}, rate {attempts[1]['lr']:.3g}): "
-              f"the first attempt {why}; the better one is kept", file=sys.stderr)
+              f"the first attempt {attempts[1]['retry_reason']}; the better one is kept", file=sys.stderr)
     prior = record.get("light_prior") or {}
     check = prior.get("check") or {}
     if prior.get("used"):

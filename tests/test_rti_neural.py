@@ -106,7 +106,7 @@ def test_student_widths_and_size(mlic, teacher):
 
 def test_student_far_behind_its_teacher_is_retried(mlic, teacher, monkeypatch):
     """A student whose validation error ends far above its teacher's on the same pixels (a poor
-    optimum, as one item7 run in four) is trained once more at a quarter of the rate, the better
+    optimum, as one item7 run of six) is trained once more at a quarter of the rate, the better
     attempt kept; the teacher's error it is measured against is the teacher's real one."""
     t_model, _ = teacher
     monkeypatch.setattr(neural, "hsh9_fit_mse", lambda *a, **k: None)  # only the teacher guard acts

@@ -786,13 +786,15 @@ def distill_student(teacher: RTIModel, mlic, *, hidden: Sequence[int] = DEFAULT_
             run_steps=_planned_steps(mlic, max_pixels, epochs, batch_pixels, max_steps))
         data = _Data.from_mlic(mlic, max_pixels, seed, dev, prior=use_prior)
         t_decoder = Decoder.from_numpy(teacher.layers).requires_grad_(False).to(dev)
-        t_latent = torch.from_numpy(np.ascontiguousarray(
-            teacher.coefficients.reshape(-1, latent_size)[data.train_idx], np.float32)).to(dev)   # (S, K)
+        def teacher_latent(idx):  # (len(idx), K) stored teacher codes of these pixels, on the device
+            return torch.from_numpy(np.ascontiguousarray(
+                teacher.coefficients.reshape(-1, latent_size)[idx], np.float32)).to(dev)
+
+        t_latent = teacher_latent(data.train_idx)                                                 # (S, K)
         # alpha*|p-g|^2 + (1-alpha)*|p-t|^2 = |p - (alpha*g + (1-alpha)*t)|^2 + const: one error
         # term against the blended target, computed once for the whole (bounded) sample.
         target = _blended_targets(t_decoder, t_latent, data.both, data.all_lights, alpha) if use_teacher else data.both
-        t_val = torch.from_numpy(np.ascontiguousarray(
-            teacher.coefficients.reshape(-1, latent_size)[data.val_idx], np.float32)).to(dev)       # (V, K)
+        t_val = teacher_latent(data.val_idx)                                                      # (V, K)
         # the teacher's error where the student's is measured: its retry reference
         reference = _val_mse(None, t_decoder, data.val, data.lights, latent=t_val)
 
