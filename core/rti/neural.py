@@ -59,8 +59,8 @@ LIGHT_SCALE = 15.0
 # Cost bounds for large captures: a run trains on at most MAX_TRAIN_PIXELS pixels for at most
 # *_MAX_STEPS steps. The teacher's cap is above 30 full epochs of every shared capture but the
 # pixel-sampled item11 (item1's 210k pixels need 24,570), so below ~0.2 MP it never binds.
-# The student's is the most a 24 MP capture affords inside 20 minutes for teacher + student;
-# it binds above ~107k training pixels (60,000 left item1 and item3 0.3-0.5 dB under every pixel).
+# The student's binds above ~107k training pixels: 60,000 left item1 and item3 0.3-0.5 dB under
+# every pixel; at 100,000 a 24 MP teacher + student take ~15 min (a student retry adds ~7).
 MAX_TRAIN_PIXELS = 1 << 18
 TEACHER_MAX_STEPS = 25000
 STUDENT_MAX_STEPS = 100000
