@@ -127,6 +127,10 @@ def test_student_far_behind_its_teacher_is_retried(mlic, teacher, monkeypatch):
     first, second = rec2["attempts"]
     assert first["best_val"] == pytest.approx(rec1["attempts"][0]["best_val"])  # same seed, same first run
     assert second["seed"] == 1 and second["lr"] == pytest.approx(0.25 * FAST["lr"])
+    assert second["steps"] == first["steps"] == rec1["steps"]  # full epochs fit the retry's budget
+    # A step-capped run's retry trains what is left of RETRY_BUDGET_FACTOR x the budget.
+    _, rec3 = neural.distill_student(t_model, mlic, seed=0, **{**kw, "max_steps": 100})
+    assert [a["steps"] for a in rec3["attempts"]] == [100, int(neural.RETRY_BUDGET_FACTOR * 100) - 100]
     assert second["retry_reason"] == f"ended at {ratio:.2f} x the teacher's validation error"
     assert rec2["baseline"]["val_mse"] == pytest.approx(min(first["best_val"], second["best_val"]))
     assert rec2["warning"] is None

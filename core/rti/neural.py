@@ -60,7 +60,8 @@ LIGHT_SCALE = 15.0
 # *_MAX_STEPS steps. The teacher's cap is above 30 full epochs of every shared capture but the
 # pixel-sampled item11 (item1's 210k pixels need 24,570), so below ~0.2 MP it never binds.
 # The student's binds above ~107k training pixels: 60,000 left item1 and item3 0.3-0.5 dB under
-# every pixel; at 100,000 a 24 MP teacher + student take ~15 min (a student retry adds ~7).
+# every pixel; at 100,000 a 24 MP teacher + student take ~15 min (a student retry, bounded
+# by RETRY_BUDGET_FACTOR, adds ~3.5).
 MAX_TRAIN_PIXELS = 1 << 18
 TEACHER_MAX_STEPS = 25000
 STUDENT_MAX_STEPS = 100000
@@ -74,6 +75,10 @@ MAX_RECOVERIES = 6
 # pixels and lights) is retried like one that loses to HSH-9: on item7 one run of six ended at
 # 1.95x (0.8 dB under its siblings, the others 1.16-1.57x; docs/neural_training.md).
 STUDENT_RETRY_FACTOR = 1.5
+# A retry trains what is left of this multiple of the step budget after the first attempt (never
+# more than its full epochs): a capped large capture's retry costs half a run (24 MP student:
+# ~4 min instead of ~7), a small capture's retry still trains its full epochs when they fit.
+RETRY_BUDGET_FACTOR = 1.5
 # Light prior (docs/neural_training.md): where the captured lights leave gaps, the networks also
 # learn an HSH-9 fit's relighting at virtual lights, so they do not invent what lies between.
 PRIOR_CANDIDATES = 192
@@ -626,8 +631,8 @@ def _train_guarded(build: Callable, data: _Data, *, seed: int, lr: float, label:
     reference : the teacher's error on the same validation pixels and lights, or None.
     When the best validation error is worse than HSH-9's, or above STUDENT_RETRY_FACTOR x
     ``reference``, training is repeated once from scratch with another seed at a quarter of the
-    rate, and the better attempt is kept; if neither beats HSH-9 the record says so in
-    ``warning`` (one line). Returns
+    rate, for what is left of RETRY_BUDGET_FACTOR x ``max_steps``; the better attempt is kept.
+    If neither beats HSH-9 the record says so in ``warning`` (one line). Returns
     (encoder, decoder, history, attempts, warning).
     """
     attempts, reason = [], None
@@ -635,8 +640,11 @@ def _train_guarded(build: Callable, data: _Data, *, seed: int, lr: float, label:
         torch.manual_seed(s)
         encoder, decoder, step_loss = build(s)
         gen = torch.Generator().manual_seed(s)
+        run = dict(loop)
+        if attempts and loop.get("max_steps"):
+            run["max_steps"] = max(1, int(RETRY_BUDGET_FACTOR * loop["max_steps"]) - attempts[0][3]["steps"])
         hist = _fit(encoder, decoder, step_loss, lambda: _val_mse(encoder, decoder, data.val, data.lights),
-                    data.train.shape[0], lr=rate, generator=gen, **loop)
+                    data.train.shape[0], lr=rate, generator=gen, **run)
         attempts.append((hist["best_val"], encoder, decoder, {**hist, "seed": s, "lr": rate, "retry_reason": reason}))
         if data.baseline is not None and hist["best_val"] > data.baseline:
             reason = "did not beat HSH-9 on the validation pixels"
@@ -649,7 +657,7 @@ def _train_guarded(build: Callable, data: _Data, *, seed: int, lr: float, label:
     if data.baseline is not None and best_val > data.baseline:
         warning = (f"{label} did not beat HSH-9 on the validation pixels (MSE {best_val:.3g} vs {data.baseline:.3g}) "
                    f"after {len(attempts)} attempts; keeping training's best (try more --epochs, or use --basis hsh)")
-    summary = [{k: a[3][k] for k in ("seed", "lr", "best_val", "best_round", "recoveries", "retry_reason")}
+    summary = [{k: a[3][k] for k in ("seed", "lr", "steps", "best_val", "best_round", "recoveries", "retry_reason")}
                for a in attempts]
     return encoder, decoder, hist, summary, warning
 
