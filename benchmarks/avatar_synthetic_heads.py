@@ -213,15 +213,6 @@ def subject_albedo(atlas: np.ndarray, info: dict, model, skin_gain: np.ndarray, 
     return np.clip(out, 0.01, 0.9).astype(np.float32)
 
 
-def euler_rotation(yaw_deg: float, pitch_deg: float, roll_deg: float) -> np.ndarray:
-    """(3, 3) head rotation: yaw about y, then pitch about x, then roll about z (applied right to left: R = Ry Rx Rz)."""
-    y, p, r = np.radians([yaw_deg, pitch_deg, roll_deg])
-    Ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
-    Rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
-    Rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
-    return Ry @ Rx @ Rz
-
-
 def random_expression(model, rng: np.random.Generator) -> np.ndarray:
     """(E,) sparse blendshape weights: two to four groups of ``EXPRESSION_GROUPS``."""
     expr = np.zeros(model.num_expression)
@@ -258,9 +249,11 @@ def random_subject(model, seed: int, size: int, envmap_names: list[str]) -> dict
 
 def subject_geometry(model, subject: dict) -> dict:
     """Ground-truth camera-frame vertices (V, 3), rotation, translation, focal and principal point of a subject."""
+    from pnrelight.avatar.calibrate_landmarks import pose_rotation
+
     size = subject["size"]
     verts = model.shaped_vertices(np.array(subject["shape"]), np.array(subject["expression"])).astype(np.float64)
-    R = euler_rotation(subject["yaw_deg"], subject["pitch_deg"], subject["roll_deg"])
+    R = pose_rotation(subject["yaw_deg"], subject["pitch_deg"], subject["roll_deg"])
     f = subject["focal_px"]
     pp = np.array([size / 2.0, size / 2.0])
     # The landmarks' centre projects near the image centre (plus the subject's offset).

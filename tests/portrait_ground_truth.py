@@ -15,27 +15,13 @@ import numpy as np
 
 BACKGROUND_SRGB = 0.35  # a plain grey behind the head
 SIDE_LIGHT = (0.8, 0.2, 0.55)  # camera frame: a hard sun from the photo's right, a little above and in front
-CAMERA_DISTANCE = 0.75  # metres from the head's centre
-FOV_DEG = 26.0
 
 
 def synthetic_portrait(params: dict, size: int = 256, texture_size: int = 512) -> dict:
-    """The subject as a checked mesh and its frontal view: {"mesh", "gbuf", "pose", "K"}."""
-    from pnrelight.avatar.export import roughness_metallic_from_specular
-    from pnrelight.lightstage.render import check_mesh, prepare_view
-    from pnrelight.lightstage.subjects import head_model, synthetic_mesh, synthetic_textures
+    """The subject as a checked mesh and its frontal view: {"mesh", "gbuf", "pose", "K", "vertices"}."""
+    from pnrelight.lightstage.subjects import portrait_view
 
-    model = head_model()
-    v, tris, uvs = synthetic_mesh(params, model)
-    albedo, spec = synthetic_textures(params, texture_size, model, v)
-    mesh = check_mesh({"vertices": v, "triangles": tris, "uvs": uvs, "albedo": albedo, "specular": spec,
-                       "roughness": roughness_metallic_from_specular(spec)[..., 1]})
-    centre = 0.5 * (v.min(0) + v.max(0))
-    pose = np.eye(4)
-    pose[:3, 3] = (centre[0], centre[1] - 0.01, centre[2] + CAMERA_DISTANCE)
-    f = (size / 2) / np.tan(np.radians(FOV_DEG) / 2)
-    K = np.array([[f, 0.0, size / 2], [0.0, f, size / 2], [0.0, 0.0, 1.0]])
-    return {"mesh": mesh, "gbuf": prepare_view(mesh, pose, K, size), "pose": pose, "K": K}
+    return portrait_view(params, size, texture_size=texture_size)
 
 
 def exposed(gbuf, lights: list[dict]) -> list[dict]:

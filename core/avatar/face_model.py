@@ -24,6 +24,8 @@ from ..paths import ASSETS_DIR
 NUM_MEDIAPIPE_LANDMARKS = 478
 DEFAULT_FACE_MODEL_PATH = ASSETS_DIR / "face_model" / "default_face.npz"
 ICT_HEAD_PATH = ASSETS_DIR / "face_model" / "ict_head.npz"
+# Where mediapipe's detector puts each landmark on the ICT head (built by calibrate_landmarks.py).
+ICT_LANDMARK_CALIBRATION_PATH = ASSETS_DIR / "face_model" / "ict_landmark_calibration.npz"
 
 
 @dataclass
@@ -320,8 +322,14 @@ def load_default_face_model(subdivisions: int = 1) -> FaceModel:
     return subdivide(model, subdivisions) if subdivisions > 0 else model
 
 
-def load_ict_face_model(path: str | os.PathLike | None = None) -> FaceModel:
+def load_ict_face_model(path: str | os.PathLike | None = None, *, calibrated: bool = True) -> FaceModel:
     """The default head: ICT-FaceKit (MIT, USC ICT) head and neck, eyes, teeth, gums and tongue.
+
+    ``calibrated``: the landmark embedding is the detector-calibrated one
+    (``ict_landmark_calibration.npz``, :mod:`pnrelight.avatar.calibrate_landmarks`: where mediapipe
+    finds each landmark on rendered ICT heads) when that file is present and ``path`` is the shipped
+    head; False keeps the geometric registration of the build script (synthetic subjects use it, so
+    their ground truth does not depend on the calibration).
 
     Built by ``python -m pnrelight.avatar.build_ict_face_model`` into ``assets/face_model/ict_head.npz``:
     ~25k vertices in metres (y up, face along +z), a single 0-1 UV atlas, 50 identity components
@@ -348,7 +356,25 @@ def load_ict_face_model(path: str | os.PathLike | None = None) -> FaceModel:
     except (KeyError, ValueError, OSError) as exc:
         raise InputError(f"cannot read head model {path}: {exc} (rebuild it with "
                          "`python -m pnrelight.avatar.build_ict_face_model`)") from None
+    if calibrated and path.resolve() == ICT_HEAD_PATH.resolve() and ICT_LANDMARK_CALIBRATION_PATH.is_file():
+        faces, bary = load_landmark_calibration(ICT_LANDMARK_CALIBRATION_PATH, len(model.triangles))
+        model = replace(model, landmark_faces=faces, landmark_bary=bary)
     return model
+
+
+def load_landmark_calibration(path: str | os.PathLike, num_triangles: int) -> tuple[np.ndarray, np.ndarray]:
+    """(landmark_faces (478,) int32, landmark_bary (478, 3) float32) of a calibration file for a head of
+    ``num_triangles`` triangles; a broken or mismatched file is an InputError."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            faces, bary = z["landmark_faces"].astype(np.int32), z["landmark_bary"].astype(np.float32)
+    except (KeyError, ValueError, OSError) as exc:
+        raise InputError(f"cannot read landmark calibration {path}: {exc} (rebuild it with "
+                         "`python -m pnrelight.avatar.calibrate_landmarks`)") from None
+    if faces.shape != (478,) or bary.shape != (478, 3) or faces.max() >= num_triangles:
+        raise InputError(f"landmark calibration {path} does not fit this head (rebuild it with "
+                         "`python -m pnrelight.avatar.calibrate_landmarks`)")
+    return faces, bary
 
 
 FACE_MODEL_CHOICES = ("ict", "mediapipe")

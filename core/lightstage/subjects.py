@@ -63,7 +63,9 @@ def head_model():
     if _MODEL is None:
         from ..avatar.face_model import load_ict_face_model
 
-        _MODEL = load_ict_face_model()
+        # The geometric landmark embedding: subjects (lips drawn from it, the ground truth's nose tip)
+        # must not change when the fit's detector calibration is rebuilt.
+        _MODEL = load_ict_face_model(calibrated=False)
     return _MODEL
 
 
@@ -238,6 +240,37 @@ def write_synthetic_subject(folder: str | os.PathLike, params: dict, *, texture_
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+PORTRAIT_CAMERA_DISTANCE = 0.75  # metres from the head's centre
+PORTRAIT_FOV_DEG = 26.0
+
+
+def portrait_view(params: dict, size: int = 256, *, texture_size: int = 512, rotation: np.ndarray | None = None,
+                  model=None) -> dict:
+    """The subject photographed from the front: {"mesh", "gbuf", "pose", "K", "vertices"}.
+
+    The camera (world frame = camera frame axes, OpenGL: looking down -z) sits
+    PORTRAIT_CAMERA_DISTANCE in front of the head's box centre, 1 cm below it, with a vertical field
+    of view of PORTRAIT_FOV_DEG; ``rotation`` (3, 3) turns the head about that centre first (a pose).
+    ``vertices`` (V, 3) are the posed head's, ``gbuf`` the traced view (``render.prepare_view``).
+    """
+    from ..avatar.export import roughness_metallic_from_specular
+    from .render import check_mesh, prepare_view
+
+    model = model or head_model()
+    v, tris, uvs = synthetic_mesh(params, model)
+    albedo, spec = synthetic_textures(params, texture_size, model, v)
+    centre = 0.5 * (v.min(0) + v.max(0))
+    if rotation is not None:
+        v = ((v - centre) @ np.asarray(rotation, dtype=np.float64).T + centre).astype(np.float32)
+    mesh = check_mesh({"vertices": v, "triangles": tris, "uvs": uvs, "albedo": albedo, "specular": spec,
+                       "roughness": roughness_metallic_from_specular(spec)[..., 1]})
+    pose = np.eye(4)
+    pose[:3, 3] = (centre[0], centre[1] - 0.01, centre[2] + PORTRAIT_CAMERA_DISTANCE)
+    f = (size / 2) / np.tan(np.radians(PORTRAIT_FOV_DEG) / 2)
+    K = np.array([[f, 0.0, size / 2], [0.0, f, size / 2], [0.0, 0.0, 1.0]])
+    return {"mesh": mesh, "gbuf": prepare_view(mesh, pose, K, size), "pose": pose, "K": K, "vertices": v}
 
 
 def synthetic_bounds(params: dict) -> tuple[np.ndarray, float]:
