@@ -224,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=CALIBRATION_SEED)
     ap.add_argument("--out", type=Path, default=ICT_LANDMARK_CALIBRATION_PATH)
     args = ap.parse_args(argv)
+    if args.renders < 4 or args.seed < 0:
+        print(f"error: --renders {args.renders} --seed {args.seed}: give at least 4 renders and a seed >= 0", file=sys.stderr)
+        return 2
     try:
         t0 = time.perf_counter()
         result = calibrate(args.renders, args.seed)
